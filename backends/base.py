@@ -1,0 +1,215 @@
+"""The chat-model interface every backend implements.
+
+Messages and tool schemas are OpenAI-shaped dicts (``{"role": ..., "content": ...}``,
+``{"type": "function", "function": {"name", "description", "parameters"}}``), so the agent,
+the benchmark and ``localcode serve`` speak one format. Results are pydantic models.
+
+Errors a backend raises (all from ``localcode.errors``):
+``ModelNotFound`` / ``ModelError`` on load, ``ContextWindowExceeded`` before generation
+when the prompt does not fit, ``ModelError`` when generation itself fails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+Message = dict[str, Any]
+"""An OpenAI-style chat message: role, content, and for assistants tool_calls / reasoning_content."""
+
+ToolSchema = dict[str, Any]
+"""An OpenAI-style tool: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+ToolChoice = Literal["auto", "required", "none"] | dict[str, Any]
+
+
+def new_call_id() -> str:
+    """A fresh tool-call id in OpenAI's style."""
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+class ToolCall(BaseModel):
+    """One parsed tool call. ``arguments`` is the JSON text, as in OpenAI's API."""
+
+    id: str = Field(default_factory=new_call_id)
+    name: str
+    arguments: str = "{}"
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+class MalformedToolCall(BaseModel):
+    """Text that looked like a tool call but could not be parsed. Never dropped silently."""
+
+    raw: str
+    error: str
+
+
+class Usage(BaseModel):
+    """Token counts of one request. ``cached_tokens`` were reused from the KV cache."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Timings(BaseModel):
+    """Timings named like llama-server's ``timings`` object.
+
+    ``prompt_n`` tokens were evaluated (prefill) in ``prompt_ms``; ``cache_n`` were reused;
+    ``predicted_n`` tokens were generated in ``predicted_ms``.
+    """
+
+    prompt_n: int = 0
+    cache_n: int = 0
+    prompt_ms: float = 0.0
+    predicted_n: int = 0
+    predicted_ms: float = 0.0
+
+    @property
+    def prompt_per_second(self) -> float:
+        return self.prompt_n * 1000.0 / self.prompt_ms if self.prompt_ms > 0 else 0.0
+
+    @property
+    def predicted_per_second(self) -> float:
+        return self.predicted_n * 1000.0 / self.predicted_ms if self.predicted_ms > 0 else 0.0
+
+    def to_llama_server(self) -> dict[str, float | int]:
+        """The ``timings`` object as llama-server returns it."""
+        return {
+            "cache_n": self.cache_n,
+            "prompt_n": self.prompt_n,
+            "prompt_ms": self.prompt_ms,
+            "prompt_per_token_ms": self.prompt_ms / self.prompt_n if self.prompt_n else 0.0,
+            "prompt_per_second": self.prompt_per_second,
+            "predicted_n": self.predicted_n,
+            "predicted_ms": self.predicted_ms,
+            "predicted_per_token_ms": self.predicted_ms / self.predicted_n if self.predicted_n else 0.0,
+            "predicted_per_second": self.predicted_per_second,
+        }
+
+
+class ChatResult(BaseModel):
+    """The assistant's answer to one ``chat`` call."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    malformed_tool_calls: list[MalformedToolCall] = Field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    timings: Timings = Field(default_factory=Timings)
+    raw: str = ""
+    """The generated text before parsing (empty for backends that never see it)."""
+
+    def to_message(self) -> Message:
+        """The assistant message to append to the history."""
+        msg: Message = {"role": "assistant", "content": self.content}
+        if self.reasoning:
+            msg["reasoning_content"] = self.reasoning
+        if self.tool_calls:
+            msg["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        return msg
+
+
+class ChatOptions(BaseModel):
+    """Sampling and request options. ``None`` means the backend's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    think: bool | None = None
+    """Switch the template's thinking mode on/off (``enable_thinking`` and friends)."""
+    think_level: str | None = None
+    """low / medium / high for templates that take a reasoning effort."""
+    tool_call_grammar: bool = False
+    """Constrain tool calls with a grammar built from the tools' JSON schemas."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Backend-specific request fields (the agent's ``request_overrides``)."""
+
+
+class StreamEvent(BaseModel):
+    """One streamed piece of an answer.
+
+    ``kind`` is ``content`` / ``reasoning`` (``text`` holds the delta), ``tool_call``
+    (``index``, and ``id``/``name`` on the first delta of a call, ``arguments`` delta) or
+    ``done`` (``result`` holds the complete ``ChatResult``; always the last event).
+    """
+
+    kind: Literal["content", "reasoning", "tool_call", "done"]
+    text: str = ""
+    index: int = 0
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    result: ChatResult | None = None
+
+
+class ModelInfo(BaseModel):
+    """What was loaded, for ``run.json`` and ``/v1/models``."""
+
+    backend: str
+    model: str
+    """A short model name (file stem or repo id)."""
+    path: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    quantization: str | None = None
+    context_window: int = 0
+    threads: int | None = None
+    gpu_layers: int | None = None
+    load_seconds: float = 0.0
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A loaded model that answers OpenAI-shaped chat requests, one at a time."""
+
+    info: ModelInfo
+
+    def chat(
+        self,
+        messages: list[Message],
+        tools: list[ToolSchema] | None = None,
+        options: ChatOptions | None = None,
+    ) -> ChatResult:
+        """Generate one assistant turn. Raises ``ContextWindowExceeded`` before generating."""
+        ...
+
+    def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSchema] | None = None,
+        options: ChatOptions | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Like ``chat``, yielding deltas; the last event is ``done`` with the full result.
+
+        Closing the iterator early cancels the generation.
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model. Further calls are errors."""
+        ...

@@ -1,0 +1,1 @@
+"""Benchmark harness: dataset, workspaces, sandboxes, test runners, results, statistics."""
