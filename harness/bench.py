@@ -1,0 +1,455 @@
+"""Benchmark orchestration: solve each task in up to N tries, test each try, record results.
+
+The seams are two small Protocols. A ``Solver`` is created once per run (it owns the model);
+``Solver.start`` opens a ``TaskSession`` for one task, and that session spans every try of
+the task, so try 2 continues the conversation of try 1::
+
+    solver = make_solver("oracle")
+    session = solver.start(exercise, workspace)
+    report = session.attempt(prompt, try_index=1, deadline=None)   # edits files in workspace
+    ...                                                             # tests run on the workspace
+    report = session.attempt(retry_prompt, try_index=2, deadline=None)
+    session.close()
+
+Scheduling: generation is serial (one in-process model, the main thread), while the tests
+of finished tries run concurrently on a thread pool (``jobs`` in flight), so the model
+never waits for a compile. A task's next try waits for its own test result; other tasks
+proceed meanwhile. Tasks waiting for a retry go before new tasks, which keeps few
+conversations open.
+
+Infrastructure failures (a solver exception, a sandbox error, an ``AttemptReport.error``)
+end the task with ``TaskResult.error`` set; they are never counted as test failures.
+Ctrl-C (KeyboardInterrupt) stops scheduling, cancels queued test runs, closes the open
+sessions and re-raises; finished results are already on disk, half-done tasks have none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from localcode.errors import ConfigError
+from localcode.harness.dataset import Exercise
+from localcode.harness.results import AgentUsage, ResultStore, RunInfo, TaskResult, TryResult, cap_text
+from localcode.harness.workspace import (
+    clean_build_outputs,
+    create_workspace,
+    is_protected,
+    restore_tests,
+    strip_tests,
+    workspace_dir,
+)
+
+RETRY_OUTPUT_LINES = 50
+"""Lines of test output that go into the retry prompt (Aider keeps the first 50)."""
+
+
+# --------------------------------------------------------------------------- protocols
+class AttemptReport(BaseModel):
+    """What a ``TaskSession.attempt`` reports back. Edits are in the workspace, not here."""
+
+    error: str | None = None
+    """An infrastructure error (model crash, context overflow, ...) with its reason.
+    The task ends with this error; the tests do not run and it never counts as a fail."""
+    stop_reason: str = ""
+    """Why the attempt ended: ``finish``, ``max_turns``, ``time_limit``, ``no_op``, ..."""
+    timed_out: bool = False
+    """The per-try agent time limit expired; the tests still run on what was written."""
+    usage: AgentUsage = Field(default_factory=AgentUsage)
+    """Tokens, tool calls and tool errors of this attempt."""
+
+
+@runtime_checkable
+class TaskSession(Protocol):
+    """One task's conversation with the agent, across all its tries."""
+
+    def attempt(self, prompt: str, try_index: int, deadline: float | None) -> AttemptReport:
+        """Work on the task: read ``prompt``, edit files in the workspace, return a report.
+
+        ``try_index`` is 1-based; try 2+ continues the same conversation. ``deadline`` is a
+        ``time.monotonic()`` value after which the attempt should stop (None: no limit).
+        Exceptions are caught by the harness and recorded as infrastructure errors.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the session holds (conversation, logs). Called exactly once."""
+        ...
+
+
+@runtime_checkable
+class Solver(Protocol):
+    """An agent for a whole run. Created once; ``start`` is called once per task."""
+
+    name: str
+    """The agent spec as the user gave it (``oracle``, ``gguf/NAME``...)."""
+
+    def start(self, exercise: Exercise, workspace: Path) -> TaskSession:
+        """Open a session for ``exercise`` whose files are in ``workspace``.
+
+        The agent must not write ``localcode.harness.workspace.protected_paths(exercise)``.
+        """
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Facts for ``run.json`` (``RunInfo.agent_info``): model file, sha256, config..."""
+        ...
+
+    def close(self) -> None:
+        """Release the model. Called once at the end of the run."""
+        ...
+
+
+class TestOutcomeLike(Protocol):
+    """The fields of a test run's outcome the harness reads."""
+
+    passed: bool
+    timed_out: bool
+    exit_code: int | None
+    duration_s: float
+    output: str
+    command: Any
+
+
+class TestRunnerLike(Protocol):
+    """Runs an exercise's tests on a workspace (``localcode.harness.runner.TestRunner``)."""
+
+    def run(self, exercise: Exercise, workspace: Path) -> TestOutcomeLike: ...
+
+
+# --------------------------------------------------------------------------- built-in solvers
+class _NoopSession:
+    def __init__(self, stop_reason: str) -> None:
+        self.stop_reason = stop_reason
+
+    def attempt(self, prompt: str, try_index: int, deadline: float | None) -> AttemptReport:
+        return AttemptReport(stop_reason=self.stop_reason)
+
+    def close(self) -> None:
+        pass
+
+
+class NoneSolver:
+    """The ``none`` agent: changes nothing. Every exercise should fail."""
+
+    name = "none"
+
+    def start(self, exercise: Exercise, workspace: Path) -> TaskSession:
+        return _NoopSession("no_op")
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": "builtin", "description": "changes nothing"}
+
+    def close(self) -> None:
+        pass
+
+
+class _OracleSession:
+    def __init__(self, exercise: Exercise, workspace: Path) -> None:
+        self.exercise = exercise
+        self.workspace = workspace
+
+    def attempt(self, prompt: str, try_index: int, deadline: float | None) -> AttemptReport:
+        from localcode.harness.oracle import reference_files
+
+        usage = AgentUsage()
+        for dest, src in reference_files(self.exercise).items():
+            usage.tool_calls["write_file"] = usage.tool_calls.get("write_file", 0) + 1
+            if is_protected(self.exercise, dest):
+                usage.tool_errors["write_file"] = usage.tool_errors.get("write_file", 0) + 1
+                continue
+            target = self.workspace / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(src.read_bytes())
+        return AttemptReport(stop_reason="finish", usage=usage)
+
+    def close(self) -> None:
+        pass
+
+
+class OracleSolver:
+    """The ``oracle`` agent: writes the reference solution (``.meta`` example files).
+
+    It writes into the workspace folder exactly where a model's tools would, and refuses
+    protected paths the same way, so a pass proves the workspace, the test copy and the
+    sandbox, not a shortcut.
+    """
+
+    name = "oracle"
+
+    def start(self, exercise: Exercise, workspace: Path) -> TaskSession:
+        return _OracleSession(exercise, workspace)
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": "builtin", "description": "writes the reference solution from .meta"}
+
+    def close(self) -> None:
+        pass
+
+
+def make_solver(agent_spec: str, **options: Any) -> Solver:
+    """The solver for ``--agent``: ``oracle``, ``none``, or a model agent (``gguf/NAME``, a path).
+
+    Model agents are wired in by the bench integration (issue 5); until then they raise
+    ConfigError. ``options`` (agent args, seed, agent time limit...) are for model agents.
+    """
+    if agent_spec == "oracle":
+        return OracleSolver()
+    if agent_spec == "none":
+        return NoneSolver()
+    raise ConfigError(
+        f"agent {agent_spec!r}: model agents are not wired into 'localcode bench' yet; "
+        "use --agent oracle or --agent none"
+    )
+
+
+# --------------------------------------------------------------------------- prompts
+def _file_list(exercise: Exercise) -> str:
+    # Aider lists the file names (not paths) of the files the model may change.
+    return " ".join(Path(f).name for f in exercise.solution_files)
+
+
+def _template(name: str) -> Any:
+    import jinja2
+
+    from localcode import paths
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(paths.package_dir("prompts"))),
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template(name)
+
+
+def first_prompt(exercise: Exercise) -> str:
+    """Try 1: the instructions plus Aider's addendum (which files, keep names, stdlib only)."""
+    return _template("bench_try1.md").render(instructions=exercise.instructions, file_list=_file_list(exercise))
+
+
+def retry_prompt(exercise: Exercise, test_output: str) -> str:
+    """Try 2+: the first ``RETRY_OUTPUT_LINES`` lines of test output and "the tests are correct"."""
+    lines = test_output.splitlines()[:RETRY_OUTPUT_LINES]
+    return _template("bench_retry.md").render(test_output="\n".join(lines), file_list=_file_list(exercise))
+
+
+# --------------------------------------------------------------------------- the run
+class BenchOptions(BaseModel):
+    """How a run treats each task."""
+
+    tries: int = 2
+    """Tries per task (try 2+ sees the failing test output)."""
+    jobs: int = 1
+    """Test runs in flight at once."""
+    visible_tests: bool = False
+    """Show the tests to the agent (read-only); default hides them (Aider's protocol)."""
+    agent_timeout_s: float | None = None
+    """Per-try agent time limit; on expiry the tests still run on what was written."""
+
+
+class ProgressSink(Protocol):
+    """Receives progress events (the CLI draws a rich progress bar from them)."""
+
+    def task_started(self, task_id: str, try_index: int) -> None: ...
+
+    def task_finished(self, result: TaskResult) -> None: ...
+
+
+@dataclass
+class _Task:
+    exercise: Exercise
+    workspace: Path
+    session: TaskSession | None
+    result: TaskResult
+    started: float
+    next_try: int = 1
+    prompt: str = ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class BenchRunner:
+    """Runs a list of exercises through a solver and a test runner, writing results.
+
+    ``runner`` runs the tests of one workspace (it copies the listed test files in fresh;
+    this class also restores every other test-support file beforehand). Workspaces go
+    under ``store.workspaces_dir``, which must be the sandbox root.
+    """
+
+    def __init__(
+        self,
+        *,
+        solver: Solver,
+        runner: TestRunnerLike,
+        store: ResultStore,
+        options: BenchOptions,
+        run_info: RunInfo | None = None,
+        progress: ProgressSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.solver = solver
+        self.runner = runner
+        self.store = store
+        self.options = options
+        self.run_info = run_info
+        self.progress = progress
+        self.clock = clock
+
+    # -- public ----------------------------------------------------------------------
+    def run(self, exercises: Iterable[Exercise]) -> list[TaskResult]:
+        """Solve and test every exercise; return the results written (in finishing order).
+
+        Raises KeyboardInterrupt after cleaning up when interrupted.
+        """
+        pending: deque[Exercise] = deque(exercises)
+        ready: deque[_Task] = deque()
+        running: dict[Future[Any], _Task] = {}
+        done: list[TaskResult] = []
+        open_tasks: list[_Task] = []
+        max_queued = max(1, self.options.jobs) * 2
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="localcode-test")
+        try:
+            while pending or ready or running:
+                self._collect(running, ready, done, open_tasks, block=False)
+                if ready:
+                    self._attempt(ready.popleft(), pool, running, done, open_tasks)
+                elif pending and len(running) < max_queued:
+                    task = self._open(pending.popleft(), done)
+                    if task is not None:
+                        open_tasks.append(task)
+                        self._attempt(task, pool, running, done, open_tasks)
+                elif running:
+                    self._collect(running, ready, done, open_tasks, block=True)
+        except BaseException:
+            for fut in running:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            for task in open_tasks:
+                self._close_session(task)
+            raise
+        pool.shutdown(wait=True)
+        return done
+
+    # -- steps -----------------------------------------------------------------------
+    def _open(self, exercise: Exercise, done: list[TaskResult]) -> _Task | None:
+        result = TaskResult(
+            id=exercise.id, language=exercise.language, name=exercise.name,
+            agent=self.solver.name, max_tries=self.options.tries, started_at=_now(),
+        )
+        task = _Task(exercise=exercise, workspace=workspace_dir(self.store.workspaces_dir, exercise),
+                     session=None, result=result, started=self.clock())
+        try:
+            create_workspace(exercise, task.workspace, visible_tests=self.options.visible_tests)
+            task.session = self.solver.start(exercise, task.workspace)
+        except Exception as e:  # infrastructure: the task ends with an error, the run goes on
+            self._finish(task, done, None, error=f"could not start the task: {_describe(e)}")
+            return None
+        task.prompt = first_prompt(exercise)
+        return task
+
+    def _attempt(self, task: _Task, pool: ThreadPoolExecutor, running: dict[Future[Any], _Task],
+                 done: list[TaskResult], open_tasks: list[_Task]) -> None:
+        index = task.next_try
+        if self.progress:
+            self.progress.task_started(task.exercise.id, index)
+        deadline = self.clock() + self.options.agent_timeout_s if self.options.agent_timeout_s else None
+        t0 = self.clock()
+        try:
+            assert task.session is not None
+            report = task.session.attempt(task.prompt, index, deadline)
+        except Exception as e:
+            tr = TryResult(index=index, agent_duration_s=self.clock() - t0, error=f"agent failed: {_describe(e)}")
+            task.result.tries.append(tr)
+            self._finish(task, done, open_tasks, error=tr.error)
+            return
+        tr = TryResult(
+            index=index, agent_duration_s=self.clock() - t0, stop_reason=report.stop_reason,
+            agent_timed_out=report.timed_out, usage=report.usage,
+        )
+        task.result.tries.append(tr)
+        if report.error:
+            tr.error = report.error
+            self._finish(task, done, open_tasks, error=report.error)
+            return
+        running[pool.submit(self._test, task.exercise, task.workspace)] = task
+
+    def _test(self, exercise: Exercise, workspace: Path) -> TestOutcomeLike:
+        """Runs on a pool thread: restore the tests, run them, hide them again."""
+        try:
+            restore_tests(exercise, workspace)
+            return self.runner.run(exercise, workspace)
+        finally:
+            if self.options.visible_tests:
+                clean_build_outputs(exercise, workspace)
+                restore_tests(exercise, workspace)
+            else:
+                strip_tests(exercise, workspace)
+
+    def _collect(self, running: dict[Future[Any], _Task], ready: deque[_Task], done: list[TaskResult],
+                 open_tasks: list[_Task], block: bool) -> None:
+        if not running:
+            return
+        finished, _ = wait(list(running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            task = running.pop(fut)
+            tr = task.result.tries[-1]
+            try:
+                outcome = fut.result()
+            except Exception as e:
+                tr.error = f"test run failed: {_describe(e)}"
+                self._finish(task, done, open_tasks, error=tr.error)
+                continue
+            tr.passed = bool(outcome.passed)
+            tr.timed_out = bool(outcome.timed_out)
+            tr.exit_code = outcome.exit_code
+            tr.test_duration_s = float(outcome.duration_s)
+            tr.test_output = cap_text(outcome.output or "")
+            cmd = outcome.command
+            tr.test_command = " ".join(cmd) if isinstance(cmd, (list, tuple)) else str(cmd or "")
+            if tr.passed or tr.index >= self.options.tries:
+                self._finish(task, done, open_tasks, error=None)
+            else:
+                task.next_try = tr.index + 1
+                output = outcome.output or ""
+                if tr.timed_out and not output.strip():
+                    output = "Tests timed out!"
+                task.prompt = retry_prompt(task.exercise, output)
+                ready.append(task)
+
+    def _close_session(self, task: _Task) -> None:
+        if task.session is not None:
+            session, task.session = task.session, None
+            try:
+                session.close()
+            except Exception:
+                pass  # closing must not hide the outcome that is being recorded
+
+    def _finish(self, task: _Task, done: list[TaskResult], open_tasks: list[_Task] | None,
+                error: str | None) -> None:
+        self._close_session(task)
+        if open_tasks is not None and task in open_tasks:
+            open_tasks.remove(task)
+        task.result.error = error
+        task.result.finished_at = _now()
+        task.result.duration_s = self.clock() - task.started
+        self.store.write(task.result, self.run_info)
+        done.append(task.result)
+        if self.progress:
+            self.progress.task_finished(task.result)
