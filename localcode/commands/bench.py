@@ -1,0 +1,286 @@
+"""``localcode bench``: benchmark an agent on the Aider polyglot exercises."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from localcode import __version__
+from localcode.errors import ConfigError
+
+
+def _slug(agent: str) -> str:
+    base = Path(agent).stem if agent.endswith(".json") else agent
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-") or "agent"
+
+
+def localcode_commit() -> str | None:
+    """Git commit of the localcode checkout this code runs from (``+dirty`` if changed), or None."""
+    here = Path(__file__).resolve().parent.parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def machine_facts() -> dict[str, str]:
+    """python, platform and machine strings for run.json."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": f"{platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()}".replace("  ", " "),
+    }
+
+
+def find_run_dir(runs: Path, key: dict[str, Any], retry_errors: bool) -> Path | None:
+    """The newest run under ``runs`` with the same resume key that still has work to do."""
+    from localcode.harness.results import ResultStore
+
+    if not runs.is_dir():
+        return None
+    for run_dir in sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
+        store = ResultStore(run_dir)
+        info = store.read_run_info()
+        if info is None or info.resume_key() != key:
+            continue
+        have = {r.id: r for r in store.results()}
+        missing = [t for t in info.task_ids if t not in have]
+        errored = [t for t in info.task_ids if t in have and not have[t].finished]
+        if missing or (retry_errors and errored):
+            return run_dir
+    return None
+
+
+class _Progress:
+    """A rich progress bar on stderr: task and try, ETA, running pass rate."""
+
+    def __init__(self, total: int, done: int, passed: int, tries: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.tries = tries
+        self.finished = done
+        self.passed = passed
+        self.errors = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self.task = self.progress.add_task("starting", total=total, completed=done, rate=self._rate())
+
+    def _rate(self) -> str:
+        pct = 100.0 * self.passed / self.finished if self.finished else 0.0
+        err = f" errors {self.errors}" if self.errors else ""
+        return f"passed {self.passed}/{self.finished} ({pct:.1f}%){err}"
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def task_started(self, task_id: str, try_index: int) -> None:
+        self.progress.update(self.task, description=f"{task_id} try {try_index}/{self.tries}")
+
+    def task_finished(self, result: Any) -> None:
+        if result.finished:
+            self.finished += 1
+            self.passed += int(result.passed)
+        else:
+            self.errors += 1
+        self.progress.update(self.task, advance=1, rate=self._rate())
+
+
+class _Quiet:
+    def task_started(self, task_id: str, try_index: int) -> None:
+        pass
+
+    def task_finished(self, result: Any) -> None:
+        pass
+
+
+def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None) -> tuple[Any, str | None]:
+    """The test sandbox for a run rooted at ``root``, and the image id (docker)."""
+    if kind == "local":
+        from localcode.harness.sandbox import LocalSandbox
+
+        return LocalSandbox(root), None
+    from localcode.harness.docker_sandbox import DockerSandbox
+    from localcode.harness.image import ensure_image
+
+    image = ensure_image(ca_bundle=ca_bundle) if ca_bundle else ensure_image()
+    return DockerSandbox(root, image), image
+
+
+@click.command("bench")
+@click.option("--agent", "agent", required=True, metavar="NAME",
+              help="oracle | none | gguf/NAME | mlx/NAME | path/to/agent.json. "
+                   "'oracle' writes the reference solution (should pass all); 'none' changes nothing (should fail all).")
+@click.option("-k", "keywords", multiple=True, metavar="NAMES",
+              help="Exercises by name, lang/name or glob, comma-separated (e.g. -k bowling,python/*-cipher).")
+@click.option("-l", "--languages", "languages", multiple=True, metavar="LANGS",
+              help="Only these languages, comma-separated (cpp, go, java, javascript, python, rust).")
+@click.option("--all", "all_", is_flag=True, help="The 49 JavaScript exercises (the original tool's 'all').")
+@click.option("--full", is_flag=True, help="All 225 exercises.")
+@click.option("-n", "n", type=click.IntRange(min=1), default=None, help="A random sample of N of the selected exercises.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the -n sample (and of model agents).")
+@click.option("--tries", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Tries per task; try 2+ sees the failing test output.")
+@click.option("--jobs", type=click.IntRange(min=1), default=max(1, min(4, (os.cpu_count() or 2))), show_default=True,
+              help="Test runs in flight at once (the agent does not wait for them).")
+@click.option("--test-timeout", type=click.FloatRange(min=1), default=180.0, show_default=True,
+              help="Seconds per test run before it is killed and recorded as timed out.")
+@click.option("--agent-timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds per try for the agent; on expiry the tests run on what was written.")
+@click.option("--sandbox", type=click.Choice(["docker", "local"]), default="docker", show_default=True,
+              help="Run tests in the Docker test image, or with the host's toolchains.")
+@click.option("--visible-tests", is_flag=True,
+              help="Show the test files to the agent (read-only). Default hides them, as Aider's protocol.")
+@click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dataset folder (default: $LOCALCODE_DATASET, else the one 'localcode setup' cloned).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Use exactly this run folder (resumed when it holds the same run).")
+@click.option("--run-name", default=None, help="Name of the run folder under the runs dir (resumed when it exists).")
+@click.option("--new", "new_run", is_flag=True, help="Always start a new run instead of resuming a matching one.")
+@click.option("--retry-errors", is_flag=True, help="Rerun only the tasks whose result holds an infrastructure error.")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="CA bundle to trust while building the test image (TLS proxies).")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], all_: bool, full: bool,
+            n: int | None, seed: int, tries: int, jobs: int, test_timeout: float, agent_timeout: float | None,
+            sandbox: str, visible_tests: bool, dataset: Path | None, results_dir: Path | None,
+            run_name: str | None, new_run: bool, retry_errors: bool, ca_bundle: Path | None,
+            as_json: bool, no_progress: bool) -> None:
+    """Benchmark an agent on the Aider polyglot exercises.
+
+    Each selected exercise gets a fresh workspace with the solution stubs and build files
+    (no tests, no reference solution). The agent works on it, then the tests are copied in
+    fresh and run in the sandbox; a failing try is followed by another (up to --tries) that
+    sees the test output. Choose exercises with -k, -l, --all, --full and/or -n; with none
+    of them nothing runs.
+
+    \b
+    Results go to a run folder ($LOCALCODE_HOME/runs/<UTC time>--<agent>/, or --run-name,
+    or --results-dir): run.json, <lang>/<name>/result.json per task (plus Aider's
+    .aider.results.json) and stats.json.
+
+    \b
+    Resuming: running the same command again continues the newest run with the same
+    agent, selection, tries, protocol, sandbox, timeout and dataset that still has tasks
+    without a result (use --new for a fresh run). Tasks with a result are skipped; tasks
+    that ended in an infrastructure error are rerun only with --retry-errors.
+
+    \b
+    Examples:
+      localcode bench --agent oracle -k bowling          # every language's bowling
+      localcode bench --agent none --full --jobs 2
+      localcode bench --agent gguf/qwen3 --all --tries 2
+    """
+    from localcode import paths
+    from localcode.harness.bench import BenchOptions, BenchRunner, make_solver
+    from localcode.harness.dataset import dataset_identity, load_dataset, resolve_dataset_dir
+    from localcode.harness.results import DatasetInfo, ResultStore, RunInfo
+    from localcode.harness.selection import Selection, SelectionError, select, split_csv
+    from localcode.harness.stats import compute_stats, render_stats
+
+    selection = Selection(keywords=split_csv(keywords), languages=split_csv(languages), all=all_, full=full,
+                          n=n, seed=seed)
+    root = resolve_dataset_dir(dataset)
+    load = load_dataset(root)
+    try:
+        chosen = select(load.exercises, selection)
+    except SelectionError as e:
+        raise click.UsageError(str(e)) from None
+
+    solver = make_solver(agent, seed=seed, agent_timeout=agent_timeout)
+    commit, chash = dataset_identity(root)
+    facts = machine_facts()
+    now = datetime.now(timezone.utc)
+    info = RunInfo(
+        run_name="", created_at=now.isoformat(timespec="seconds"), command_line=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        localcode_version=__version__, localcode_commit=localcode_commit(), agent=agent,
+        model=agent, agent_info=solver.info(), dataset=DatasetInfo(path=str(root), commit=commit, content_hash=chash),
+        sandbox=sandbox, visible_tests=visible_tests, tries=tries, test_timeout_s=test_timeout,
+        agent_timeout_s=agent_timeout, jobs=jobs, selection=selection.model_dump(),
+        task_ids=[e.id for e in chosen], **facts,
+    )
+
+    if results_dir is not None:
+        run_dir = results_dir.expanduser().resolve()
+    elif run_name:
+        run_dir = paths.runs_dir() / run_name
+    else:
+        found = None if new_run else find_run_dir(paths.runs_dir(), info.resume_key(), retry_errors)
+        run_dir = found or paths.runs_dir() / f"{now.strftime('%Y-%m-%dT%H-%M-%SZ')}--{_slug(agent)}"
+    store = ResultStore(run_dir)
+    previous = store.read_run_info()
+    if previous is not None:
+        if previous.resume_key() != info.resume_key():
+            raise ConfigError(
+                f"{run_dir} holds a different run (agent, selection, tries, protocol, sandbox, timeout or "
+                "dataset differ): pick another --run-name/--results-dir, or pass --new"
+            )
+        info.created_at = previous.created_at
+    info.run_name = run_dir.name
+
+    existing = {r.id: r for r in store.results()}
+    if retry_errors:
+        todo = [e for e in chosen if e.id in existing and not existing[e.id].finished]
+    else:
+        todo = [e for e in chosen if e.id not in existing]
+    click.echo(f"run {run_dir}: {len(chosen)} tasks selected, {len(todo)} to run "
+               f"({len(chosen) - len(todo)} already have results)", err=True)
+
+    with ExitStack() as stack:
+        stack.callback(solver.close)
+        if todo:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            store.workspaces_dir.mkdir(parents=True, exist_ok=True)
+            box, image = open_sandbox(sandbox, store.workspaces_dir, ca_bundle=ca_bundle)
+            stack.callback(box.close)
+            info.image_id = image
+            store.write_run_info(info)
+            from localcode.harness.runner import TestRunner
+
+            runner = TestRunner(box, timeout=test_timeout)
+            prior = [existing[e.id] for e in chosen if e.id in existing and (existing[e.id].finished or not retry_errors)]
+            progress = _Quiet() if no_progress else _Progress(
+                total=len(chosen), done=len(prior), passed=sum(1 for r in prior if r.finished and r.passed), tries=tries)
+            if isinstance(progress, _Progress):
+                stack.enter_context(progress)
+            BenchRunner(solver=solver, runner=runner, store=store,
+                        options=BenchOptions(tries=tries, jobs=jobs, visible_tests=visible_tests,
+                                             agent_timeout_s=agent_timeout),
+                        run_info=info, progress=progress).run(todo)
+        elif previous is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            store.write_run_info(info)
+
+    wanted = set(info.task_ids)
+    stats = compute_stats([r for r in store.results() if r.id in wanted], run_info=info)
+    store.write_stats(stats)
+    from rich.console import Console
+
+    Console(stderr=True).print(render_stats(stats))
+    click.echo(f"results: {run_dir}", err=True)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
