@@ -24,16 +24,6 @@ from pathlib import Path, PurePosixPath
 
 from localcode.harness.dataset import Exercise
 
-BUILD_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "cpp": ("build",),
-    "go": (),
-    "java": ("build", "bin", "out"),
-    "javascript": ("node_modules", "coverage"),
-    "python": ("__pycache__", ".pytest_cache"),
-    "rust": ("target", "Cargo.lock"),
-}
-"""Top-level names in a workspace that test runs create; removed after a run when tests are hidden."""
-
 _DIR_MODE = 0o777
 _FILE_MODE = 0o666
 _EXEC_MODE = 0o777
@@ -129,7 +119,10 @@ def strip_tests(exercise: Exercise, workspace: Path) -> None:
 def clean_build_outputs(exercise: Exercise, workspace: Path) -> None:
     """Remove what test runs create in ``workspace`` (build folders, caches, lock files)."""
     workspace = Path(workspace)
-    for name in BUILD_OUTPUTS.get(exercise.language, ()):
+    from localcode.harness.languages import LANGUAGES
+
+    language = LANGUAGES.get(exercise.language)
+    for name in language.artifact_paths if language else ():
         p = workspace / name
         if p.is_symlink() or p.is_file():
             p.unlink()
