@@ -418,9 +418,10 @@ def text_completion_chunk(text: str, model: str, completion_id: str, created: in
         fields["timings"] = result.timings.to_llama_server()
         if include_usage:
             fields["usage"] = usage_of(result)
+    # construct, not validate: OpenAI's type has no null finish_reason, but streamed pieces carry one
+    choice = CompletionChoice.model_construct(index=0, text=text, logprobs=None, finish_reason=finish)
     return Completion(id=completion_id, object="text_completion", created=created, model=model,
-                      choices=[CompletionChoice(index=0, text=text, logprobs=None, finish_reason=finish)],
-                      **fields).model_dump_json(exclude_unset=True)
+                      choices=[choice], **fields).model_dump_json(exclude_unset=True)
 
 
 def models_list(names: list[str], info: ModelInfo | None, created: int) -> dict[str, Any]:
