@@ -60,6 +60,11 @@ def resolve_path(ctx: ToolContext, raw: object, *, default: str | None = None) -
     except (OSError, ValueError) as e:
         raise ToolError(f"path '{_display(raw)}' cannot be resolved: {e}") from None
     if real != ws and ws not in real.parents:
+        lexical = Path(os.path.normpath(candidate))
+        if lexical == ws or ws in lexical.parents:
+            raise ToolError(
+                f"path '{_display(raw)}' goes through a symlink that leads outside the workspace; it cannot be used"
+            )
         raise ToolError(
             f"path '{_display(raw)}' is outside the workspace; use a path relative to the workspace root"
         )

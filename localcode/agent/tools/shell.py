@@ -1,0 +1,123 @@
+"""shell: run a command in the benchmark's sandbox, or (``localcode solve`` with shell
+enabled) in the workspace on the host. Timeout; output capped, keeping its end.
+
+In a sandbox the command runs in a throw-away copy of the workspace (see
+``localcode.harness.sandbox``): it can build and test, but files it writes are
+discarded, so the model changes files with the file tools.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from localcode.agent.tools.base import Tool, ToolContext, ToolError, ToolParams, cap_head_tail
+
+
+class ShellResult:
+    """What a host command did (the sandbox returns its own ``ExecResult`` of the same shape)."""
+
+    def __init__(self, exit_code: int | None, output: str, timed_out: bool, duration_s: float) -> None:
+        self.exit_code = exit_code
+        self.output = output
+        self.timed_out = timed_out
+        self.duration_s = duration_s
+
+
+def run_on_host(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
+                output_limit: int = 1 << 20) -> ShellResult:
+    """Run ``bash -c command`` in ``cwd`` in its own process group; kill the group at ``timeout``."""
+    from localcode.harness.sandbox import OutputBuffer
+
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    buf = OutputBuffer(output_limit)
+    assert proc.stdout is not None
+
+    def pump() -> None:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            buf.write(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    # Background children may hold the pipe open; don't wait for them forever.
+    reader.join(timeout=2.0)
+    if reader.is_alive():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reader.join(timeout=2.0)
+    proc.stdout.close()
+    return ShellResult(
+        exit_code=None if timed_out else proc.returncode,
+        output=buf.text(),
+        timed_out=timed_out,
+        duration_s=time.monotonic() - start,
+    )
+
+
+class Shell(Tool):
+    name = "shell"
+    aliases = ("bash", "run_command", "execute_command", "run_shell")
+    description = (
+        "Run a shell command (bash) in the workspace folder, e.g. to build or run the tests. "
+        "Output is cut when long. Change files with the file tools, not with the shell."
+    )
+
+    class Params(ToolParams):
+        command: str
+        """The command line, run with bash -c."""
+        timeout: float | None = None
+        """Seconds before the command is killed (at most the configured limit)."""
+
+    def run(self, params: Params, ctx: ToolContext) -> str:
+        if ctx.sandbox is None and not ctx.shell_enabled:
+            raise ToolError("shell is disabled for this run; use the file tools (read, write, edit)")
+        command = params.command
+        if not command.strip():
+            raise ToolError("command is empty")
+        if "\x00" in command:
+            raise ToolError("command contains a NUL byte")
+        timeout = ctx.shell_timeout
+        if params.timeout is not None and params.timeout == params.timeout and params.timeout > 0:
+            timeout = min(timeout, params.timeout)
+        if ctx.sandbox is not None:
+            result = ctx.sandbox.exec(
+                ["bash", "-c", command], timeout=timeout, cwd=ctx.shell_cwd or ctx.workspace, env=ctx.shell_env,
+            )
+        else:
+            result = run_on_host(command, ctx.shell_cwd or ctx.workspace, timeout, ctx.shell_env)
+        output = cap_head_tail(result.output.rstrip("\n"), ctx.max_output_chars)
+        if result.timed_out:
+            raise ToolError(f"timed out after {timeout:g}s and was killed; output so far:\n{output or '(none)'}")
+        head = f"ok: exit code {result.exit_code} ({result.duration_s:.1f}s)"
+        return f"{head}\n{output}" if output else f"{head}, no output"
+
+
+TOOLS: tuple[type[Tool], ...] = (Shell,)
