@@ -24,9 +24,9 @@ from pathlib import Path, PurePosixPath
 
 from localcode.harness.dataset import Exercise
 
-_DIR_MODE = 0o777
-_FILE_MODE = 0o666
-_EXEC_MODE = 0o777
+_DIR_MODE = 0o755
+_FILE_MODE = 0o644
+_EXEC_MODE = 0o755
 _READONLY_MODE = 0o444
 
 
@@ -68,7 +68,7 @@ def _copy(src: Path, dest: Path, mode: int | None = None) -> None:
 
 
 def _make_dirs_shared(folder: Path) -> None:
-    # The sandbox runs tests as another (non-root) user that must create build outputs here.
+    # The sandbox runs tests as another (non-root) user that must be able to read them.
     try:
         os.chmod(folder, _DIR_MODE)
     except OSError:
