@@ -1,0 +1,178 @@
+"""gpt-oss Harmony output: messages with channels instead of tags.
+
+The generation prompt ends with ``<|start|>assistant``; the model then writes messages like::
+
+    <|channel|>analysis<|message|>reasoning...<|end|>
+    <|start|>assistant<|channel|>commentary to=functions.read_file <|constrain|>json<|message|>{"path": "a"}<|call|>
+    <|start|>assistant<|channel|>final<|message|>the answer<|return|>
+
+``analysis`` becomes reasoning, ``final`` (and ``commentary`` without a recipient) content, a
+message with a recipient ``to=functions.NAME`` a tool call. ``<|call|>`` and ``<|return|>``
+are stop sequences, so a tool message cut off by the end of the output is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from localcode.backends.base import MalformedToolCall, StreamEvent, ToolCall, ToolSchema
+from localcode.backends.tool_parsers import ParsedOutput, _find_marker, _partial_start
+
+_MESSAGE = "<|message|>"
+_BODY_END = ("<|end|>", "<|call|>", "<|return|>")
+_RECIPIENT = re.compile(r"\bto=([^\s<]+)")
+_CHANNEL = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
+
+
+class HarmonyStream:
+    """Incremental Harmony parser (same contract as ``tool_parsers.StreamParser``)."""
+
+    def __init__(self, tools: Sequence[ToolSchema] | None = None) -> None:
+        self._tools = tools
+        self._buf = ""
+        self._header: str | None = ""  # None while inside a message body
+        self._kind = "content"  # of the current body: content / reasoning / tool
+        self._recipient = ""
+        self._header_raw = ""
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: list[ToolCall] = []
+        self._malformed: list[MalformedToolCall] = []
+        self._started = {"content": False, "reasoning": False}
+        self._finished: ParsedOutput | None = None
+
+    def _emit(self, kind: str, text: str, events: list[StreamEvent]) -> None:
+        if not text:
+            return
+        if not self._started[kind]:
+            text = text.lstrip()
+            if not text:
+                return
+            self._started[kind] = True
+        (self._content if kind == "content" else self._reasoning).append(text)
+        if events and events[-1].kind == kind:
+            events[-1] = StreamEvent(kind=kind, text=events[-1].text + text)  # type: ignore[arg-type]
+        else:
+            events.append(StreamEvent(kind=kind, text=text))  # type: ignore[arg-type]
+
+    def _open_body(self, header: str) -> None:
+        m = _RECIPIENT.search(header)
+        ch = _CHANNEL.search(header)
+        channel = ch.group(1) if ch else "final"
+        self._recipient = m.group(1) if m else ""
+        if self._recipient and self._recipient != "assistant":
+            self._kind = "tool"
+        elif channel == "analysis":
+            self._kind = "reasoning"
+        else:
+            self._kind = "content"
+
+    def _tool(self, body: str, header_raw: str, events: list[StreamEvent]) -> None:
+        name = self._recipient.removeprefix("functions.")
+        raw = header_raw + body
+        try:
+            args = json.loads(body.strip() or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments are not a JSON object")
+        except (ValueError, RecursionError) as e:
+            self._malformed.append(MalformedToolCall(raw=raw, error=f"arguments of {name} are not valid JSON: {e}"))
+            return
+        call = ToolCall(name=name, arguments=json.dumps(args, ensure_ascii=False))
+        events.append(StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
+                                  arguments=call.arguments))
+        self._calls.append(call)
+
+    def feed(self, delta: str) -> list[StreamEvent]:
+        """Add generated text; returns the events that became certain."""
+        if self._finished is not None:
+            raise RuntimeError("feed() after finish()")
+        self._buf += delta
+        events: list[StreamEvent] = []
+        self._run(events, final=False)
+        return events
+
+    def _run(self, events: list[StreamEvent], final: bool) -> None:
+        while True:
+            buf = self._buf
+            if self._header is not None:
+                i = buf.find(_MESSAGE)
+                if i >= 0:
+                    self._header_raw = buf[: i + len(_MESSAGE)]
+                    self._open_body(buf[:i])
+                    self._header, self._buf = None, buf[i + len(_MESSAGE):]
+                    continue
+                stripped = buf.lstrip()
+                if stripped and not "<|".startswith(stripped[:2]):
+                    # No header at all: plain text is the final answer.
+                    self._header_raw = ""
+                    self._kind, self._recipient, self._header = "content", "", None
+                    continue
+                if final:
+                    self._buf = ""
+                    rest = re.sub(r"<\|[a-z_]+\|>|\bassistant\b", "", buf).strip()
+                    if _RECIPIENT.search(buf):
+                        self._malformed.append(MalformedToolCall(raw=buf, error="tool call without <|message|>"))
+                    elif rest:
+                        self._emit("content", rest, events)
+                return
+            # inside a body
+            hit = _find_marker(buf, _BODY_END)
+            if self._kind == "tool":
+                if hit is None:
+                    if not final:
+                        return
+                    self._buf, self._header = "", ""
+                    self._tool(buf, self._header_raw, events)
+                    return
+                self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
+                self._tool(buf[: hit[0]], self._header_raw, events)
+                continue
+            hold = len(buf) if final else _partial_start(buf, _BODY_END)
+            if hit is None or hit[0] >= hold:
+                self._emit(self._kind, buf[:hold], events)
+                self._buf = buf[hold:]
+                return
+            self._emit(self._kind, buf[: hit[0]], events)
+            self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
+
+    def finish(self) -> ParsedOutput:
+        """Flush what is held back and return the complete result."""
+        if self._finished is None:
+            self._run([], final=True)
+            self._finished = ParsedOutput(
+                content="".join(self._content).strip(),
+                reasoning="".join(self._reasoning).strip(),
+                tool_calls=list(self._calls),
+                malformed=list(self._malformed),
+            )
+        return self._finished
+
+
+class HarmonyParser:
+    """Parser for gpt-oss (Harmony) output; same interface as ``ToolCallParser``."""
+
+    family = "harmony"
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        """Strings at which generation must stop: a tool call or the final answer ends there."""
+        return ["<|call|>", "<|return|>"]
+
+    @property
+    def reasoning_tags(self) -> list[tuple[str, str]]:
+        """Harmony has channels, not reasoning tags."""
+        return []
+
+    def stream(self, starts_in_reasoning: bool = False, tools: Sequence[ToolSchema] | None = None) -> HarmonyStream:
+        """An incremental parser for one generation (the prompt never opens a channel)."""
+        return HarmonyStream(tools=tools)
+
+    def parse(
+        self, text: str, starts_in_reasoning: bool = False, tools: Sequence[ToolSchema] | None = None
+    ) -> ParsedOutput:
+        """Parse a complete generation. Never raises."""
+        s = self.stream(starts_in_reasoning, tools)
+        s.feed(text)
+        return s.finish()
