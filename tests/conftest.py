@@ -1,0 +1,32 @@
+"""Shared pytest fixtures. Each fixture belongs to one area; append yours, never rewrite others'."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def llama_templates_dir() -> Path:
+    """The real chat templates vendored in the llama-cpp-python source package.
+
+    Uses ``$LOCALCODE_LLAMA_SRC`` when it holds them, else runs ``scripts/fetch-llama-src.sh``
+    (downloads the sdist from PyPI once; pip's cache makes later runs cheap).
+    """
+    src = os.environ.get("LOCALCODE_LLAMA_SRC")
+    if not src or not (Path(src) / "vendor/llama.cpp/models/templates").is_dir():
+        proc = subprocess.run(
+            ["bash", str(REPO / "scripts" / "fetch-llama-src.sh")], capture_output=True, text=True, timeout=900
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"scripts/fetch-llama-src.sh failed (needs PyPI access): {proc.stderr.strip()[-500:]}")
+        src = proc.stdout.strip().splitlines()[-1]
+    templates = Path(src) / "vendor" / "llama.cpp" / "models" / "templates"
+    if not any(templates.glob("*.jinja")):
+        pytest.fail(f"no chat templates in {templates}: rerun scripts/fetch-llama-src.sh")
+    return templates
