@@ -38,11 +38,11 @@ def workspace_dir(root: Path, exercise: Exercise) -> Path:
 def protected_paths(exercise: Exercise) -> set[str]:
     """Workspace-relative paths the agent's tools must never write or delete.
 
-    The tests and their support files (whether hidden or visible) and the read-only editor
-    files. Writes to them would be overwritten before the tests run anyway; refusing them
-    tells the model so.
+    The tests and their support files (whether hidden or visible), the read-only editor
+    files and the invalidators (``go.mod``, ``build.gradle``): the test runner copies all
+    of them fresh before every run, so a write would be lost; refusing it tells the model.
     """
-    return set(exercise.hidden_files) | set(exercise.editor_files)
+    return set(exercise.hidden_files) | set(exercise.editor_files) | set(exercise.invalidator_files)
 
 
 def is_protected(exercise: Exercise, rel: str | Path) -> bool:

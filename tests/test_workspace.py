@@ -94,13 +94,14 @@ def test_create_workspace_replaces_an_old_one(dataset, tmp_path):
 def test_protected_paths(dataset):
     by = dataset.by_id()
     go = by["go/two-bucket"]
-    assert protected_paths(go) == {"two_bucket_test.go", "cases_test.go", "bonus_test.go"}
+    assert protected_paths(go) == {"two_bucket_test.go", "cases_test.go", "bonus_test.go", "go.mod"}
     assert is_protected(go, "./cases_test.go")
     assert not is_protected(go, "two_bucket.go")
     java = by["java/dominoes"]
     prot = protected_paths(java)
     assert "src/test/java/DominoesTest.java" in prot
     assert "src/main/java/Domino.java" in prot  # a read-only editor file
+    assert "build.gradle" in prot  # an invalidator: the runner restores it before each run
     assert "src/main/java/Dominoes.java" not in prot
     for ex in dataset.exercises:
         assert set(ex.test_files) <= protected_paths(ex)

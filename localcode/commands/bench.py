@@ -95,6 +95,7 @@ class _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.progress.update(self.task, description="done" if exc[0] is None else "stopped")
         self.progress.stop()
 
     def task_started(self, task_id: str, try_index: int) -> None:
@@ -118,7 +119,7 @@ class _Quiet:
 
 
 def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None) -> tuple[Any, str | None]:
-    """The test sandbox for a run rooted at ``root``, and the image id (docker)."""
+    """The test sandbox for a run rooted at ``root``, and ``tag@image id`` of the test image (docker)."""
     if kind == "local":
         from localcode.harness.sandbox import LocalSandbox
 
@@ -127,7 +128,14 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None) -> tup
     from localcode.harness.image import ensure_image
 
     image = ensure_image(ca_bundle=ca_bundle) if ca_bundle else ensure_image()
-    return DockerSandbox(root, image), image
+    box = DockerSandbox(root, image)
+    try:
+        from localcode.harness.docker_sandbox import docker_client
+
+        image_id = f"{image}@{docker_client().images.get(image).id}"
+    except Exception:  # the tag is still a faithful record when the id lookup fails
+        image_id = image
+    return box, image_id
 
 
 @click.command("bench")
@@ -216,7 +224,7 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
     facts = machine_facts()
     now = datetime.now(timezone.utc)
     info = RunInfo(
-        run_name="", created_at=now.isoformat(timespec="seconds"), command_line=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        run_name="", created_at=now.isoformat(timespec="seconds"), command_line=["localcode", *sys.argv[1:]],
         localcode_version=__version__, localcode_commit=localcode_commit(), agent=agent,
         model=agent, agent_info=solver.info(), dataset=DatasetInfo(path=str(root), commit=commit, content_hash=chash),
         sandbox=sandbox, visible_tests=visible_tests, tries=tries, test_timeout_s=test_timeout,
