@@ -120,16 +120,18 @@ def read_bytes(ctx: ToolContext, path: Path) -> bytes:
         raise ToolError(f"'{rel}' is a folder; use ls to list it") from None
     except OSError as e:
         raise ToolError(f"'{rel}' cannot be opened: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
         if stat.S_ISDIR(st.st_mode):
             raise ToolError(f"'{rel}' is a folder; use ls to list it")
-        if not stat.S_ISREG(st.st_mode):
-            raise ToolError(f"'{rel}' is not a regular file; it cannot be read")
-        if st.st_size > ctx.max_read_bytes:
-            raise ToolError(
-                f"'{rel}' is {st.st_size} bytes, over the {ctx.max_read_bytes}-byte read limit; use grep to find the lines you need"
-            )
+        raise ToolError(f"'{rel}' is not a regular file; it cannot be read")
+    if st.st_size > ctx.max_read_bytes:
+        os.close(fd)
+        raise ToolError(
+            f"'{rel}' is {st.st_size} bytes, over the {ctx.max_read_bytes}-byte read limit; use grep to find the lines you need"
+        )
+    with os.fdopen(fd, "rb") as f:
         data = f.read(ctx.max_read_bytes + 1)
     if len(data) > ctx.max_read_bytes:
         raise ToolError(f"'{rel}' is over the {ctx.max_read_bytes}-byte read limit; use grep to find the lines you need")

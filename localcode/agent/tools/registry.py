@@ -80,10 +80,13 @@ def _name_key(name: str) -> str:
     return key
 
 
-def find_tool(name: str) -> type[Tool] | None:
-    """The tool class called ``name`` (canonical or alias, case/hyphen tolerant), or None."""
+def find_tool(name: str, catalog: Mapping[str, type[Tool]] | None = None) -> type[Tool] | None:
+    """The tool class called ``name`` (canonical or alias, case/hyphen tolerant), or None.
+
+    ``catalog`` defaults to ``all_tools()``.
+    """
     key = _name_key(name)
-    for tool in all_tools().values():
+    for tool in (all_tools() if catalog is None else catalog).values():
         if key in {_name_key(n) for n in (tool.name, *tool.aliases)}:
             return tool
     return None
@@ -115,16 +118,21 @@ class ToolRegistry:
         tools: Sequence[str],
         tool_aliases: Mapping[str, str] | None = None,
         tool_name_style: Literal["canonical", "alias", "as_configured"] = "as_configured",
+        catalog: Mapping[str, type[Tool]] | None = None,
     ) -> None:
-        """Raises ``ConfigError`` for a name that matches no tool."""
+        """Raises ``ConfigError`` for a name that matches no tool.
+
+        ``catalog`` (canonical name → class) defaults to ``all_tools()``; tests pass their own.
+        """
+        catalog = all_tools() if catalog is None else catalog
         self.tools: list[Tool] = []
         self._exposed: dict[str, str] = {}
         self._by_key: dict[str, Tool] = {}
         for configured in tools:
-            cls = find_tool(configured)
+            cls = find_tool(configured, catalog)
             if cls is None:
                 raise ConfigError(
-                    f"unknown tool '{configured}' in tools: known tools are {', '.join(all_tools())}"
+                    f"unknown tool '{configured}' in tools: known tools are {', '.join(catalog)}"
                 )
             if cls.name in self._exposed:
                 continue

@@ -419,4 +419,6 @@ def normalize_arguments(
             renamed.append(f"{raw_key}→limit")
     elif end_value is not None:
         unknown.append(end_value[0])
+    order = {str(k): i for i, k in enumerate(args)}
+    unknown.sort(key=lambda k: order.get(k, 0))
     return out, renamed, unknown

@@ -26,12 +26,12 @@ MAX_MATCH_LINE = 300
 RG_TIMEOUT_S = 30.0
 
 
-def _wildmatch(pattern: str) -> pathspec.PathSpec:
+def _wildmatch(pattern: str) -> pathspec.GitIgnoreSpec:
     pattern = pattern.strip()
     if pattern.startswith("./"):
         pattern = pattern[2:]
     try:
-        return pathspec.PathSpec.from_lines("gitwildmatch", [pattern])
+        return pathspec.GitIgnoreSpec.from_lines([pattern])
     except (ValueError, TypeError) as e:
         raise ToolError(f"bad pattern {pattern!r}: {e}") from None
 
