@@ -111,8 +111,14 @@ def detect_family(template_source: str) -> str:
         return "granite"
     if "<TOOLCALL>" in s:
         return "nemotron_v2"
-    if "<|START_ACTION|>" in s or "Action: ```json" in s:
+    if "<|START_ACTION|>" in s:
         return "command_r"
+    if "<tool_calls>" in s:
+        return "tool_calls_json"
+    if "<|tool_call:begin|>" in s:
+        return "solar"
+    if "<function name=\"" in s and "<param name=\"" in s:
+        return "minicpm5"
     if "<tool_call>" in s:
         return "hermes"
     if "<|python_tag|>" in s or ("<|start_header_id|>" in s and '"parameters"' in s):
@@ -194,7 +200,7 @@ def _call_from_obj(obj: Any) -> ToolCall:
         raise ValueError(f"expected a JSON object with name and arguments, got {type(obj).__name__}")
     if isinstance(obj.get("function"), dict):
         obj = {**obj["function"], **({"id": obj["id"]} if "id" in obj else {})}
-    name = obj.get("name")
+    name = obj.get("name", obj.get("tool_name"))
     if not isinstance(name, str) or not name:
         raise ValueError("tool call has no name")
     args = obj.get("arguments", obj.get("parameters", {}))
@@ -473,7 +479,8 @@ def _leading_json(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCal
             raise ValueError(f"invalid JSON in tool call: {e}") from None
         raise _NotACall() from None
     if not objs or not all(
-        isinstance(o, dict) and isinstance(o.get("name") or (o.get("function") or {}).get("name"), str)
+        isinstance(o, dict)
+        and isinstance(o.get("name") or o.get("tool_name") or (o.get("function") or {}).get("name"), str)
         and ({"arguments", "parameters", "function"} & o.keys())
         for o in objs
     ):
@@ -636,6 +643,34 @@ def _spec(family: str) -> ParserSpec:
                 family, (), (BlockSpec(" functools", None, _block_hermes, eos_closes=True),),
                 drop=("<|eot_id|>",), stop_sequences=("<|eot_id|>",),
             )
+        case "tool_calls_json":
+            return ParserSpec(
+                family, think, (BlockSpec("<tool_calls>", "</tool_calls>", _block_json_seq),),
+                drop=("<|end|>", "<end_of_sentence>", "</s>"),
+            )
+        case "command_r":
+            return ParserSpec(
+                family, (("<|START_THINKING|>", "<|END_THINKING|>"),),
+                (BlockSpec("<|START_ACTION|>", "<|END_ACTION|>", _block_json_seq),),
+                drop=("<|START_RESPONSE|>", "<|END_RESPONSE|>", "<|START_TEXT|>", "<|END_TEXT|>",
+                      "<|END_OF_TURN_TOKEN|>"),
+                stop_sequences=("<|END_OF_TURN_TOKEN|>",),
+            )
+        case "lfm2":
+            return ParserSpec(
+                family, think, (BlockSpec("<|tool_call_start|>", "<|tool_call_end|>", _block_pythonic),),
+                drop=("<|im_end|>",), stop_sequences=("<|im_end|>",),
+            )
+        case "solar":
+            return ParserSpec(
+                family, think, (BlockSpec("<|tool_call:begin|>", "<|tool_call:end|>", _block_solar),),
+                drop=("<|tool_calls|>", "<|calls|>", "<|end|>"), stop_sequences=("<|calls|>",),
+            )
+        case "minicpm5":
+            return ParserSpec(
+                family, think, (BlockSpec('<function name="', "</function>", _block_minicpm, keep_markers=True),),
+                drop=("<|im_end|>",), stop_sequences=("<|im_end|>",),
+            )
         case "harmony":
             return ParserSpec(family, (), (), stop_sequences=("<|call|>", "<|return|>"))
         case _:
@@ -643,6 +678,66 @@ def _spec(family: str) -> ParserSpec:
                 "generic", think, (_HERMES_BLOCK, _FENCE_BLOCK), leading_json=True,
                 drop=("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>"),
             )
+
+
+def _block_json_seq(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
+    """A JSON list of calls or one call per line (Apriel, MiniMax-M1, Command R)."""
+    try:
+        return _leading_json(text, tools)
+    except _NotACall:
+        raise ValueError("tool-call block holds no JSON call") from None
+
+
+def _block_pythonic(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
+    """LFM2: ``[name(a=1, b='x'), other()]``."""
+    import ast
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"tool call is not a Python call list: {e.msg}") from None
+    items = tree.elts if isinstance(tree, ast.List) else [tree]
+    calls: list[ToolCall] = []
+    for node in items:
+        if not isinstance(node, ast.Call):
+            raise ValueError("tool call is not a Python call")
+        name = ast.unparse(node.func)
+        try:
+            args = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+        except ValueError as e:
+            raise ValueError(f"arguments of {name} are not literals: {e}") from None
+        calls.append(ToolCall(name=name, arguments=_args_json(args)))
+    return calls
+
+
+def _block_solar(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
+    """Solar Open: ``ID<|tool_call:name|>NAME<|tool_call:args|>{...}``."""
+    call_id, _, rest = text.partition("<|tool_call:name|>")
+    name, sep, args = rest.partition("<|tool_call:args|>")
+    if not sep or not name.strip():
+        raise ValueError("tool call without <|tool_call:name|> and <|tool_call:args|>")
+    try:
+        parsed = json.loads(args.strip() or "{}")
+    except ValueError as e:
+        raise ValueError(f"arguments of {name.strip()} are not valid JSON: {e}") from None
+    call_id = call_id.strip()
+    if call_id:
+        return [ToolCall(id=call_id, name=name.strip(), arguments=_args_json(parsed))]
+    return [ToolCall(name=name.strip(), arguments=_args_json(parsed))]
+
+
+_CPM_FUNC = re.compile(r'<function name="([^"]+)">(.*)</function>', re.S)
+_CPM_PARAM = re.compile(r'<param name="([^"]+)">(.*?)</param>', re.S)
+
+
+def _block_minicpm(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
+    m = _CPM_FUNC.fullmatch(text.strip())
+    if not m:
+        raise ValueError('bad <function name="...">...</function> call')
+    name = m.group(1)
+    props = _tool_properties(tools, name)
+    args = {k: _coerce_value(v, props.get(k)) for k, v in _CPM_PARAM.findall(m.group(2))}
+    return [ToolCall(name=name, arguments=_args_json(args))]
 
 
 def _block_functionary(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
@@ -660,9 +755,10 @@ def _block_functionary(text: str, tools: Sequence[ToolSchema] | None) -> list[To
 FAMILIES: tuple[str, ...] = (
     "hermes", "qwen3_coder", "glm45", "harmony", "mistral", "llama3", "kimi_k2", "minimax_m2",
     "deepseek_v3", "deepseek_r1", "deepseek_dsml", "seed_oss", "granite", "nemotron_v2",
-    "functionary_v3_1", "firefunction_v2", "generic",
+    "functionary_v3_1", "firefunction_v2", "tool_calls_json", "command_r", "lfm2", "solar", "minicpm5",
+    "generic",
     # Detected, parsed with the generic parser (their own formats are not implemented yet):
-    "kimi_k3", "minimax_m3", "gemma4", "functionary_v3_2", "lfm2", "command_r",
+    "kimi_k3", "minimax_m3", "gemma4", "functionary_v3_2",
 )
 """Every name ``detect_family`` can return."""
 
@@ -774,20 +870,30 @@ class StreamParser:
         while True:
             buf = self._buf
             if self._leading:
-                if not final:
+                end = _find_marker(buf, spec.drop)
+                if end is None:
+                    if not final:
+                        return
+                    self._buf, self._leading = "", False
+                    self._emit_leading(buf, events)
                     return
-                self._buf = ""
-                self._leading = False
-                self._emit_leading(buf, events)
-                return
+                self._buf, self._leading = buf[end[0] + len(end[1]):], False
+                self._emit_leading(buf[: end[0]], events)
+                continue
             if self._block is not None:
                 block = self._block
                 if block.close is None:
-                    if not final:
+                    # Runs to the end of the turn: the end of the output or an end-of-turn token.
+                    end = _find_marker(buf, spec.drop)
+                    if end is None:
+                        if not final:
+                            return
+                        self._buf, self._block = "", None
+                        self._emit_block(block, buf, closed=True, events=events)
                         return
-                    self._buf, self._block = "", None
-                    self._emit_block(block, buf, closed=True, events=events)
-                    return
+                    self._buf, self._block = buf[end[0] + len(end[1]):], None
+                    self._emit_block(block, buf[: end[0]], closed=True, events=events)
+                    continue
                 i = buf.find(block.close)
                 if i < 0:
                     if not final:
@@ -838,10 +944,11 @@ class StreamParser:
         try:
             calls = _leading_json(text, self._tools)
         except _NotACall:
-            # Not a call: the text is content, but markers inside it still count.
+            # Not a call: the text is content (markers inside it still count).
             self._seen_text = True
-            self._buf = text
+            rest, self._buf = self._buf, text
             self._run(events, final=True)
+            self._buf = rest
             return
         except Exception as e:  # noqa: BLE001
             self._malformed.append(MalformedToolCall(raw=text.strip(), error=str(e) or type(e).__name__))
