@@ -52,7 +52,7 @@ class LlamaArgs(BaseModel):
     reasoning_format: str | None = None
     """``--reasoning-format``: ``none`` keeps reasoning in the content; otherwise it is split off."""
     flash_attn: Literal["on", "off", "auto"] | None = None
-    """``--flash-attn`` as given (``auto`` loads with flash attention on)."""
+    """``--flash-attn`` as given; ``auto`` (and no flag) means on with GPU offload, off on a CPU-only build."""
     context_shift: bool | None = None
     """``--(no-)context-shift``. localcode never shifts: a prompt that does not fit raises."""
     not_applicable: list[str] = Field(default_factory=list)
@@ -164,6 +164,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag(("--no-mmap",), "load", "use_mmap", const=False),
     Flag(("--mmap",), "load", "use_mmap", const=True),
     Flag(("--mlock",), "load", "use_mlock"),
+    Flag(("-nr", "--no-repack"), "load", "use_extra_bufts", const=False),
+    Flag(("--repack",), "load", "use_extra_bufts", const=True),
     Flag(("--no-kv-offload", "-nkvo"), "load", "offload_kqv", const=False),
     Flag(("--rope-scaling",), "load", "rope_scaling_type", _rope_scaling),
     Flag(("--rope-scale",), "load", "rope_freq_scale", lambda v: 1.0 / _float(v)),
@@ -262,6 +264,8 @@ def _apply(out: LlamaArgs, flag: Flag, name: str, raw: str | None, value: Any) -
         else:
             setattr(out, flag.key, value)
     if flag.key == "flash_attn":
-        # llama-cpp-python's Llama takes a bool; "auto" means "on where the backend supports it",
-        # and every llama.cpp backend (CPU included) implements flash attention.
-        out.load["flash_attn"] = value != "off"
+        # llama-cpp-python's Llama takes a bool; "auto" is left to the backend (on with a GPU)
+        if value == "auto":
+            out.load.pop("flash_attn", None)
+        else:
+            out.load["flash_attn"] = value == "on"
