@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-timeout", type=float, default=180.0)
     ap.add_argument("--sandbox", choices=["docker", "local"], default="docker")
     ap.add_argument("--dataset", default=None)
+    ap.add_argument("--image", default=os.environ.get("LOCALCODE_IMAGE"), help="test image (default: built from docker/)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the run folders (default: a temp folder)")
     ap.add_argument("--pings", type=int, default=20, help="no-op round trips per overhead sample")
     ap.add_argument("--json", action="store_true", help="also print the table as JSON on stdout")
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         from localcode.harness.docker_sandbox import DockerSandbox
         from localcode.harness.image import ensure_image
 
-        image = ensure_image()
+        image = args.image or ensure_image()
         box: Any = DockerSandbox(out.resolve(), image)
     else:
         from localcode.harness.sandbox import LocalSandbox

@@ -118,7 +118,8 @@ class _Quiet:
         pass
 
 
-def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None) -> tuple[Any, str | None]:
+def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None,
+                 image: str | None = None) -> tuple[Any, str | None]:
     """The test sandbox for a run rooted at ``root``, and ``tag@image id`` of the test image (docker)."""
     if kind == "local":
         from localcode.harness.sandbox import LocalSandbox
@@ -127,7 +128,8 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None) -> tup
     from localcode.harness.docker_sandbox import DockerSandbox
     from localcode.harness.image import ensure_image
 
-    image = ensure_image(ca_bundle=ca_bundle) if ca_bundle else ensure_image()
+    if not image:
+        image = ensure_image(ca_bundle=ca_bundle) if ca_bundle else ensure_image()
     box = DockerSandbox(root, image)
     try:
         from localcode.harness.docker_sandbox import docker_client
@@ -171,13 +173,15 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None) -> tup
 @click.option("--retry-errors", is_flag=True, help="Rerun only the tasks whose result holds an infrastructure error.")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="CA bundle to trust while building the test image (TLS proxies).")
+@click.option("--image", envvar="LOCALCODE_IMAGE", default=None, metavar="TAG",
+              help="Run tests in this Docker image instead of the one built from docker/ ($LOCALCODE_IMAGE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], all_: bool, full: bool,
             n: int | None, seed: int, tries: int, jobs: int, test_timeout: float, agent_timeout: float | None,
             sandbox: str, visible_tests: bool, dataset: Path | None, results_dir: Path | None,
             run_name: str | None, new_run: bool, retry_errors: bool, ca_bundle: Path | None,
-            as_json: bool, no_progress: bool) -> None:
+            image: str | None, as_json: bool, no_progress: bool) -> None:
     """Benchmark an agent on the Aider polyglot exercises.
 
     Each selected exercise gets a fresh workspace with the solution stubs and build files
@@ -263,9 +267,9 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
         if todo:
             run_dir.mkdir(parents=True, exist_ok=True)
             store.workspaces_dir.mkdir(parents=True, exist_ok=True)
-            box, image = open_sandbox(sandbox, store.workspaces_dir, ca_bundle=ca_bundle)
+            box, image_id = open_sandbox(sandbox, store.workspaces_dir, ca_bundle=ca_bundle, image=image)
             stack.callback(box.close)
-            info.image_id = image
+            info.image_id = image_id
             store.write_run_info(info)
             from localcode.harness.runner import TestRunner
 
