@@ -16,23 +16,12 @@ import time
 from pathlib import Path
 
 from localcode.agent.tools.base import Tool, ToolContext, ToolError, ToolParams, cap_head_tail
-
-
-class ShellResult:
-    """What a host command did (the sandbox returns its own ``ExecResult`` of the same shape)."""
-
-    def __init__(self, exit_code: int | None, output: str, timed_out: bool, duration_s: float) -> None:
-        self.exit_code = exit_code
-        self.output = output
-        self.timed_out = timed_out
-        self.duration_s = duration_s
+from localcode.harness.sandbox import ExecResult, OutputBuffer
 
 
 def run_on_host(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
-                output_limit: int = 1 << 20) -> ShellResult:
+                output_limit: int = 1 << 20) -> ExecResult:
     """Run ``bash -c command`` in ``cwd`` in its own process group; kill the group at ``timeout``."""
-    from localcode.harness.sandbox import OutputBuffer
-
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -60,21 +49,17 @@ def run_on_host(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
+    finally:
+        # Also reap what the command left running in the background: it would hold
+        # the output pipe open and outlive the agent run.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-    # Background children may hold the pipe open; don't wait for them forever.
-    reader.join(timeout=2.0)
-    if reader.is_alive():
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        reader.join(timeout=2.0)
+    reader.join(timeout=5.0)
     proc.stdout.close()
-    return ShellResult(
+    return ExecResult(
         exit_code=None if timed_out else proc.returncode,
         output=buf.text(),
         timed_out=timed_out,
