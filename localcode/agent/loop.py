@@ -368,7 +368,7 @@ class _Agent:
                 self.messages.append({"role": "user", "content": text})
                 self.logger.event("nudge", turn=r.turns, why=refusal, text=text)
                 return
-            problems = ["a tool call is required in every answer" if refusal == "required" else refusal]
+            problems = [hint("tool_required", self.registry) if refusal == "required" else refusal]
         format_outcomes = [o for o in outcomes if o is not None and o.error_kind in FORMAT_KINDS]
         reached = any(o is not None and o.error_kind not in FORMAT_KINDS for o in outcomes)
         if not problems and not format_outcomes:
