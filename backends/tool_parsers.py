@@ -917,7 +917,9 @@ class StreamParser:
                     if stripped[0] in "[{" or stripped.startswith("```"):
                         self._leading = True
                         continue
-                markers = [o for o, _ in spec.reasoning] + [b.open for b in spec.blocks] + list(spec.drop)
+                # A stray reasoning close (history turns of GLM-4.7 start with a bare "</think>") is dropped.
+                markers = [o for o, _ in spec.reasoning] + [b.open for b in spec.blocks] + list(spec.drop) + [
+                    c for _, c in spec.reasoning]
                 kind = "content"
             hold = len(buf) if final else _partial_start(buf, markers)
             hit = _find_marker(buf, markers)
@@ -928,7 +930,7 @@ class StreamParser:
             i, marker = hit
             self._emit(kind, buf[:i], events)
             self._buf = buf[i + len(marker):]
-            if marker in spec.drop:
+            if marker in spec.drop or (kind == "content" and any(marker == c for _, c in spec.reasoning)):
                 continue
             if kind == "reasoning":
                 self._reasoning_close = None
