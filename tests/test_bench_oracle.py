@@ -115,3 +115,48 @@ def test_bench_oracle_passes_and_none_fails_in_docker(tmp_path, monkeypatch, cap
         assert r["tries"][0]["test_output"].strip(), tid
     stats = json.loads(out.out)
     assert stats["pass_rate_2"] == 0.0 and stats["completed_tests"] == 6
+
+
+def test_cli_interrupt_exits_130_then_the_same_command_resumes(tmp_path, monkeypatch, capsys):
+    """Ctrl-C mid-run: exit 130, finished results kept, no partial ones; a rerun does the rest.
+
+    Uses the local sandbox with the host's pytest (python exercises only).
+    """
+    import localcode.harness.bench as bench_mod
+    from localcode.cli import main
+
+    monkeypatch.setenv("LOCALCODE_HOME", str(tmp_path / "home"))
+    ids = ["python/bowling", "python/beer-song", "python/book-store"]
+    started: list[str] = []
+
+    class InterruptOnThird(bench_mod.OracleSolver):
+        def start(self, exercise, workspace):
+            started.append(exercise.id)
+            if len(started) == 3:
+                raise KeyboardInterrupt
+            return super().start(exercise, workspace)
+
+    real_make = bench_mod.make_solver
+    monkeypatch.setattr(bench_mod, "make_solver", lambda spec, **kw: InterruptOnThird())
+    argv = ["bench", "--agent", "oracle", "-k", ",".join(ids), "--dataset", str(DATASET), "--sandbox", "local",
+            "--jobs", "1", "--no-progress", "--run-name", "r1"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 130
+    run_dir = tmp_path / "home" / "runs" / "r1"
+    have = sorted(p.parent.relative_to(run_dir).as_posix() for p in run_dir.glob("*/*/result.json"))
+    # tasks whose test was still queued or running when interrupted have no result
+    assert set(have) <= set(started[:2]) and started[2] not in have
+    assert not list(run_dir.rglob("*.tmp"))
+
+    monkeypatch.setattr(bench_mod, "make_solver", real_make)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--json"])
+    assert e.value.code == 0
+    out = capsys.readouterr()
+    assert f"{3 - len(have)} to run ({len(have)} already have results)" in out.err
+    stats = json.loads(out.out)
+    assert stats["completed_tests"] == 3 and stats["pass_rate_1"] == 100.0
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["task_ids"] == sorted(ids)
