@@ -69,6 +69,9 @@ class Language(BaseModel):
     """The command Aider's harness runs, recorded for comparison."""
     test_rewrites: tuple[TestFileRewrite, ...] = ()
     """Applied to the test files after they are copied fresh, before each run."""
+    build_files: tuple[str, ...] = ()
+    """Build files restored from the dataset before each run, like the test files: the
+    harness relies on them (Aider keeps them out of the model's reach, e.g. CMakeLists.txt)."""
     artifact_paths: tuple[str, ...] = ()
     """Build outputs a test run may create in a workspace (never part of a solution)."""
     tools: tuple[str, ...] = ()
@@ -118,6 +121,7 @@ def _languages() -> Mapping[str, Language]:
             test_rewrites=(
                 TestFileRewrite(suffix=".spec.js", pattern=r"\bxtest\(", replacement="test("),
             ),
+            build_files=("package.json", "babel.config.js", ".npmrc"),
             artifact_paths=("node_modules", "package-lock.json"),
             tools=("node", "npm"),
         ),
@@ -127,6 +131,7 @@ def _languages() -> Mapping[str, Language]:
             extensions=(".cpp", ".h", ".hpp"),
             test_command=("localcode-test-cpp",),
             aider_command="benchmark/cpp-test.sh (cmake; make)",
+            build_files=("CMakeLists.txt",),
             artifact_paths=("build",),
             tools=("cmake", "make", "g++"),
         ),

@@ -70,7 +70,7 @@ def clean_output(output: str, workspace: Path, name: str) -> str:
     for pattern, replacement in _TIMINGS:
         text = pattern.sub(replacement, text)
     text = text.replace(str(workspace), name)
-    return text
+    return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
 def cap_output(text: str, limit: int = DEFAULT_OUTPUT_CHARS) -> str:
@@ -86,11 +86,13 @@ def cap_output(text: str, limit: int = DEFAULT_OUTPUT_CHARS) -> str:
 
 
 def restore_test_files(exercise: Exercise, workspace: Path, language: Language | None = None) -> list[str]:
-    """Copy the exercise's test, editor and invalidator files fresh into ``workspace``
-    and apply the language's test-file rewrites. Returns the relative paths written."""
+    """Copy the exercise's test files (with their support files, ``hidden_files``), editor,
+    invalidator and the language's build files fresh into ``workspace`` and apply the language's test-file
+    rewrites. Returns the relative paths written."""
     language = language or get_language(exercise.language)
     written: list[str] = []
-    rel_paths = [*exercise.test_files, *exercise.editor_files, *exercise.invalidator_files]
+    tests = [*exercise.test_files, *exercise.hidden_files]
+    rel_paths = [*tests, *exercise.editor_files, *exercise.invalidator_files, *language.build_files]
     for rel in dict.fromkeys(rel_paths):
         src = exercise.path / rel
         if not src.is_file():
@@ -101,11 +103,13 @@ def restore_test_files(exercise: Exercise, workspace: Path, language: Language |
             dst.parent.chmod(dst.parent.stat().st_mode | 0o700)
         if dst.exists() or dst.is_symlink():
             dst.unlink()
-        if rel in exercise.test_files:
+        if rel in tests and language.test_rewrites:
             text = src.read_text(encoding="utf-8")
             dst.write_text(language.prepare_test_file(rel, text), encoding="utf-8")
         else:
             shutil.copyfile(src, dst)
+        # Readable by the sandbox's unprivileged user, whatever the host umask.
+        dst.chmod(0o755 if os.access(src, os.X_OK) else 0o644)
         written.append(rel)
     return written
 
