@@ -394,9 +394,14 @@ class _Agent:
             self.note_compaction("history_max_messages", 0, dropped)
         window = self.model.info.context_window
         if window and (force or self.estimate(self.messages) > 0.9 * self.budget(window)):
-            keep = 1 if force else 2
-            self.messages, shortened = hist.shorten_tool_results(self.messages, keep_recent_groups=keep)
             limit = (0.8 if force else 0.9) * self.budget(window)
+            shortened = 0
+            # Shorten older results first; the newest group's results the model has not seen yet.
+            for keep in ((1,) if force else (2, 1)):
+                self.messages, n = hist.shorten_tool_results(self.messages, keep_recent_groups=keep)
+                shortened += n
+                if self.estimate(self.messages) <= limit:
+                    break
             self.messages, dropped = hist.drop_oldest_groups(
                 self.messages, None, self.pinned, fits=lambda m: self.estimate(m) <= limit)
             self.note_compaction("context window", shortened, dropped)
