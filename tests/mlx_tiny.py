@@ -185,8 +185,12 @@ def make_tiny_model(
     template: TemplateName = "hermes",
     vocab_size: int = 400,
     seed: int = 0,
+    chat_template: str | None = None,
 ) -> Path:
-    """Write a tiny random-weight MLX model into ``folder`` and return the folder."""
+    """Write a tiny random-weight MLX model into ``folder`` and return the folder.
+
+    ``chat_template`` (template text) replaces the named ``template``, e.g. a real one.
+    """
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
@@ -202,9 +206,9 @@ def make_tiny_model(
         "eos_token": "<|im_end|>",
         "pad_token": "<|endoftext|>",
         "unk_token": None,
-        "model_max_length": 4096,
+        "model_max_length": 32768,
         "clean_up_tokenization_spaces": False,
-        "chat_template": TEMPLATES[template],
+        "chat_template": chat_template or TEMPLATES[template],
     }, indent=1))
 
     config = _model_config(arch, n_vocab, eos_id)

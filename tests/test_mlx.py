@@ -481,3 +481,27 @@ def test_mlx_agent_configs_resolve(name: str, repo: str, tools: list[str], max_t
     assert cfg.max_tokens == max_tokens and cfg.tools == tools
     args = _mlx().parse_mlx_args(cfg.server_config.extra_args)
     assert args.chat_template_args == {"enable_thinking": False} and not args.not_applicable
+
+
+def test_real_qwen3_coder_template_on_qwen3_next(llama_templates_dir: Path, tmp_path: Path) -> None:
+    """The Qwen3-Coder-Next path: its architecture, its real chat template, mlx-lm's qwen3_coder parser."""
+    template = (llama_templates_dir / "Qwen3-Coder.jinja").read_text(encoding="utf-8")
+    folder = make_tiny_model(tmp_path / "q3c", arch="qwen3_next", chat_template=template)
+    m = forced_model(folder, context_window=8192)
+    assert m.info.details["tool_parser"] == "qwen3_coder" and m.info.details["prompt_cache"] == "snapshot"
+    m.script = ("I will read it.\n<tool_call>\n<function=read>\n<parameter=path>\nsrc/main.py\n</parameter>\n"
+                "<parameter=limit>\n40\n</parameter>\n</function>\n</tool_call>")
+    msgs = conversation()
+    prev_prompt = 0
+    for turn in range(3):
+        r = m.chat(msgs, TOOLS, ChatOptions(max_tokens=80))
+        prompt = len(m.render(msgs, TOOLS))
+        assert [(c.name, json.loads(c.arguments)) for c in r.tool_calls] == [("read", {"path": "src/main.py", "limit": 40})]
+        assert r.content == "I will read it.\n" and r.finish_reason == "tool_calls"
+        if turn:
+            # the history up to the previous prompt is reused; only the re-rendered answer,
+            # the tool result and the previous prompt's last token are evaluated
+            assert r.usage.cached_tokens == prev_prompt - 1
+            assert r.timings.prompt_n == prompt - prev_prompt + 1
+        prev_prompt = prompt
+        msgs = msgs + [r.to_message(), {"role": "tool", "tool_call_id": r.tool_calls[0].id, "content": "ok: 40 lines"}]
