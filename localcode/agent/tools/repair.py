@@ -168,15 +168,15 @@ class _LenientParser:
     def parse_value(self) -> Any:
         self.skip_ws()
         ch = self.peek()
+        if not ch:
+            self.out.note("unclosed")
+            return None
         if ch == "{":
             return self.parse_object()
         if ch == "[":
             return self.parse_array()
         if ch in "\"'":
             return self.parse_string()
-        if not ch:
-            self.out.note("unclosed")
-            return None
         m = _NUMBER.match(self.text, self.pos)
         if m and m.group(0) not in ("-", "."):
             self.pos = m.end()
@@ -412,7 +412,7 @@ def normalize_arguments(
         try:
             end = int(value)
             start = int(out.get("offset", 1) or 1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             unknown.append(raw_key)
         else:
             out["limit"] = max(1, end - start + 1)

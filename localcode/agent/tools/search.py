@@ -112,7 +112,7 @@ def _grep_rg(ctx: ToolContext, rg: str, start: Path, pattern: str, literal: bool
     if proc.returncode == 2 and not proc.stdout:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         detail = " ".join(m.strip() for m in msg[:6] if m.strip())
-        raise ToolError(f"bad regex {pattern[:100]!r}: {detail[:300]}")
+        raise ToolError(f"bad regex or include pattern {pattern[:100]!r}: {detail[:300]}")
     out = proc.stdout.decode("utf-8", "replace").splitlines()
     return [ln[2:] if ln.startswith("./") else ln for ln in out]
 
@@ -159,6 +159,8 @@ def run_search(ctx: ToolContext, pattern: str, path: str, *, literal: bool, igno
         raise ToolError("the search pattern is empty")
     if "\x00" in pattern or (include and "\x00" in include):
         raise ToolError("the search pattern contains a NUL byte")
+    if not _encodable(pattern) or (include and not _encodable(include)):
+        raise ToolError("the search pattern is not valid UTF-8 text (a lone surrogate)")
     start = resolve_path(ctx, path, default=".")
     if not start.exists():
         raise ToolError(f"'{relative(ctx, start)}' does not exist")
@@ -179,6 +181,14 @@ def run_search(ctx: ToolContext, pattern: str, path: str, *, literal: bool, igno
         body += f"\n[... {len(lines) - len(shown)} more matches; narrow the search with path or include]"
     head = f"ok: {len(lines)} match{'es' if len(lines) != 1 else ''} for {what} in {len(files)} file{'s' if len(files) != 1 else ''}"
     return cap_text(f"{head}\n{body}", ctx.max_output_chars, "narrow the search with path or include")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _sort_key(line: str) -> tuple[str, int]:

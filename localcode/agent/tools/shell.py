@@ -89,6 +89,10 @@ class Shell(Tool):
             raise ToolError("command is empty")
         if "\x00" in command:
             raise ToolError("command contains a NUL byte")
+        try:
+            command.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ToolError("command is not valid UTF-8 text (a lone surrogate)") from None
         timeout = ctx.shell_timeout
         if params.timeout is not None and params.timeout == params.timeout and params.timeout > 0:
             timeout = min(timeout, params.timeout)
