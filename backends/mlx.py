@@ -483,7 +483,12 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
 
 
 class MlxChatModel:
-    """An MLX model loaded in-process with mlx-lm. One generation at a time."""
+    """An MLX model loaded in-process with mlx-lm. One generation at a time.
+
+    Not supported here (said once per model in the log): ``tool_call_grammar`` (mlx-lm has
+    no grammar sampler) and forcing calls with ``tool_choice="required"`` or a named
+    function; ``tool_choice="none"`` leaves the tools out of the prompt.
+    """
 
     def __init__(
         self,
@@ -529,6 +534,7 @@ class MlxChatModel:
         self._use_cache = cache
         self._lock = threading.Lock()
         self._closed = False
+        self._warned: set[str] = set()
         self._prompt_cache = _PromptCache(self._model)
         self._template_kwargs = dict(self.args.chat_template_args)
         self._family = None if self._tokenizer.has_tool_calling else _detect_family(self._tokenizer)
@@ -611,6 +617,10 @@ class MlxChatModel:
         options = options or ChatOptions()
         if self._closed:
             raise ModelError("the mlx model was closed: load it again")
+        if options.tool_call_grammar:
+            self._warn_once("tool_call_grammar", "tool_call_grammar is not supported by the mlx backend: calls are unconstrained")
+        if options.tool_choice not in ("auto", "none"):
+            self._warn_once("tool_choice", "the mlx backend cannot force tool calls: tool_choice acts as 'auto'")
         prompt = self.render(messages, tools, options)
         ctx = self.info.context_window
         if len(prompt) >= ctx:
@@ -711,6 +721,11 @@ class MlxChatModel:
                 raw=raw,
             )
         yield StreamEvent(kind="done", result=result)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
 
     def _reconcile_cache(self) -> None:
         """Keep the token list equal to what the KV cache holds (it is the source of truth)."""
