@@ -21,6 +21,8 @@ from localcode.backends.base import MalformedToolCall, StreamEvent, ToolCall, To
 from localcode.backends.tool_parsers import ParsedOutput, _find_marker, _partial_start
 
 _MESSAGE = "<|message|>"
+_HEADER_STARTS = ("<|", "to=")
+"""A message header starts with a special token (``<|channel|>``, ``<|start|>``) or a recipient."""
 _BODY_END = ("<|end|>", "<|call|>", "<|return|>")
 _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
 _CHANNEL = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
@@ -87,7 +89,7 @@ class HarmonyStream:
     def feed(self, delta: str) -> list[StreamEvent]:
         """Add generated text; returns the events that became certain."""
         if self._finished is not None:
-            raise RuntimeError("feed() after finish()")
+            raise RuntimeError("feed() after flush()/finish()")
         self._buf += delta
         events: list[StreamEvent] = []
         self._run(events, final=False)
@@ -97,17 +99,19 @@ class HarmonyStream:
         while True:
             buf = self._buf
             if self._header is not None:
+                stripped = buf.lstrip()
+                if stripped and not any(
+                    h.startswith(stripped[: len(h)]) or stripped.startswith(h) for h in _HEADER_STARTS
+                ):
+                    # No header at all: plain text is the final answer.
+                    self._header_raw = ""
+                    self._kind, self._recipient, self._header = "content", "", None
+                    continue
                 i = buf.find(_MESSAGE)
                 if i >= 0:
                     self._header_raw = buf[: i + len(_MESSAGE)]
                     self._open_body(buf[:i])
                     self._header, self._buf = None, buf[i + len(_MESSAGE):]
-                    continue
-                stripped = buf.lstrip()
-                if stripped and not "<|".startswith(stripped[:2]):
-                    # No header at all: plain text is the final answer.
-                    self._header_raw = ""
-                    self._kind, self._recipient, self._header = "content", "", None
                     continue
                 if final:
                     self._buf = ""
@@ -137,17 +141,29 @@ class HarmonyStream:
             self._emit(self._kind, buf[: hit[0]], events)
             self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
 
+    def flush(self) -> list[StreamEvent]:
+        """End of generation: the events for what was held back (call once, then ``finish``)."""
+        if self._finished is not None:
+            return []
+        events: list[StreamEvent] = []
+        self._run(events, final=True)
+        self._finished = self._result()
+        return events
+
     def finish(self) -> ParsedOutput:
-        """Flush what is held back and return the complete result."""
+        """The complete result (flushes first if ``flush`` was not called)."""
         if self._finished is None:
-            self._run([], final=True)
-            self._finished = ParsedOutput(
-                content="".join(self._content).strip(),
-                reasoning="".join(self._reasoning).strip(),
-                tool_calls=list(self._calls),
-                malformed=list(self._malformed),
-            )
+            self.flush()
+        assert self._finished is not None
         return self._finished
+
+    def _result(self) -> ParsedOutput:
+        return ParsedOutput(
+            content="".join(self._content).strip(),
+            reasoning="".join(self._reasoning).strip(),
+            tool_calls=list(self._calls),
+            malformed=list(self._malformed),
+        )
 
 
 class HarmonyParser:

@@ -859,7 +859,7 @@ class StreamParser:
     def feed(self, delta: str) -> list[StreamEvent]:
         """Add generated text; returns the events that became certain."""
         if self._finished is not None:
-            raise RuntimeError("feed() after finish()")
+            raise RuntimeError("feed() after flush()/finish()")
         self._buf += delta
         events: list[StreamEvent] = []
         self._run(events, final=False)
@@ -960,17 +960,29 @@ class StreamParser:
                                       arguments=call.arguments))
             self._calls.append(call)
 
+    def flush(self) -> list[StreamEvent]:
+        """End of generation: the events for what was held back (call once, then ``finish``)."""
+        if self._finished is not None:
+            return []
+        events: list[StreamEvent] = []
+        self._run(events, final=True)
+        self._finished = self._result()
+        return events
+
     def finish(self) -> ParsedOutput:
-        """Flush what is held back and return the complete result."""
+        """The complete result (flushes first if ``flush`` was not called)."""
         if self._finished is None:
-            self._run([], final=True)
-            self._finished = ParsedOutput(
-                content="".join(self._content).strip(),
-                reasoning="".join(self._reasoning).strip(),
-                tool_calls=list(self._calls),
-                malformed=list(self._malformed),
-            )
+            self.flush()
+        assert self._finished is not None
         return self._finished
+
+    def _result(self) -> ParsedOutput:
+        return ParsedOutput(
+            content="".join(self._content).strip(),
+            reasoning="".join(self._reasoning).strip(),
+            tool_calls=list(self._calls),
+            malformed=list(self._malformed),
+        )
 
 
 class ToolCallParser:

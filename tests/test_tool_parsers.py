@@ -1,0 +1,218 @@
+"""Tool-call and reasoning parsers: one sample per family in the format its models write,
+malformed calls kept, and streaming equal to one-shot parsing whatever the chunking."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from localcode.backends.tool_parsers import FAMILIES, ParsedOutput, get_parser
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "write_file", "parameters": {"type": "object", "properties": {
+            "path": {"type": "string"}, "content": {"type": "string"}, "mode": {"type": "integer"},
+            "force": {"type": "boolean"}, "tags": {"type": "array"}}}}},
+]
+
+
+def norm(out: ParsedOutput, keep_ids: bool = False) -> dict[str, Any]:
+    """Comparable form: generated call ids are random unless the text carried them."""
+    return {
+        "content": out.content, "reasoning": out.reasoning,
+        "calls": [((c.id if keep_ids else None), c.name, json.loads(c.arguments)) for c in out.tool_calls],
+        "malformed": [(m.raw, m.error) for m in out.malformed],
+    }
+
+
+def calls(out: ParsedOutput) -> list[tuple[str, Any]]:
+    return [(c.name, json.loads(c.arguments)) for c in out.tool_calls]
+
+
+READ = ("read_file", {"path": "a.py"})
+
+# family -> (generated text, starts_in_reasoning, content, reasoning, calls)
+SAMPLES: dict[str, tuple[str, bool, str, str, list[tuple[str, Any]]]] = {
+    "hermes": ('<think>\nplan\n</think>\n\nLet me look.\n<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}'
+               '\n</tool_call>\n<tool_call>\n{"name": "ls", "arguments": {}}\n</tool_call><|im_end|>',
+               False, "Let me look.", "plan", [READ, ("ls", {})]),
+    "qwen3_coder": ("plan\n</think>\n\n<tool_call>\n<function=read_file>\n<parameter=path>\na.py\n</parameter>\n"
+                    "</function>\n</tool_call>", True, "", "plan", [READ]),
+    "glm45": ("plan</think><tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>a.py</arg_value>\n</tool_call>",
+              True, "", "plan", [READ]),
+    "harmony": ('<|channel|>analysis<|message|>plan<|end|><|start|>assistant<|channel|>commentary to=functions.read_file'
+                ' <|constrain|>json<|message|>{"path": "a.py"}<|call|>', False, "", "plan", [READ]),
+    "mistral": ('[TOOL_CALLS]read_file[ARGS]{"path": "a.py"}</s>', False, "", "", [READ]),
+    "llama3": ('{"name": "read_file", "parameters": {"path": "a.py"}}<|eom_id|>', False, "", "", [READ]),
+    "kimi_k2": ("<think>plan</think>Reading.<|tool_calls_section_begin|><|tool_call_begin|>functions.read_file:0"
+                '<|tool_call_argument_begin|>{"path": "a.py"}<|tool_call_end|><|tool_calls_section_end|>',
+                False, "Reading.", "plan", [READ]),
+    "minimax_m2": ('plan\n</think>\n\n<minimax:tool_call>\n<invoke name="read_file">\n<parameter name="path">a.py'
+                   "</parameter>\n</invoke>\n</minimax:tool_call>", True, "", "plan", [READ]),
+    "deepseek_v3": ('plan</think>Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>read_file<｜tool▁sep｜>{"path": "a.py"}'
+                    "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", True, "Sure.", "plan", [READ]),
+    "deepseek_r1": ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>read_file\n```json\n"
+                    '{"path": "a.py"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>', False, "", "", [READ]),
+    "deepseek_dsml": ('<｜DSML｜function_calls>\n<｜DSML｜invoke name="read_file">\n<｜DSML｜parameter name="path" '
+                      'string="true">a.py</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>',
+                      False, "", "", [READ]),
+    "generic": ('I will read it.\n```json\n{"name": "read_file", "arguments": {"path": "a.py"}}\n```', False,
+                "I will read it.", "", [READ]),
+}
+
+
+@pytest.mark.parametrize("family", sorted(SAMPLES))
+def test_family_sample(family: str) -> None:
+    text, in_reasoning, content, reasoning, expected = SAMPLES[family]
+    out = get_parser(family).parse(text, starts_in_reasoning=in_reasoning)
+    assert (out.content, out.reasoning, calls(out), out.malformed) == (content, reasoning, expected, [])
+
+
+def test_mistral_forms() -> None:
+    p = get_parser("mistral")
+    old = p.parse('[TOOL_CALLS][{"name": "read_file", "arguments": {"path": "a.py"}, "id": "abcdefghi"}]</s>')
+    assert calls(old) == [READ] and old.tool_calls[0].id == "abcdefghi"
+    new = p.parse('[TOOL_CALLS]read_file[CALL_ID]Zx9Zx9Zx9[ARGS]{"path": "a.py"}[TOOL_CALLS]ls[ARGS]{}')
+    assert calls(new) == [READ, ("ls", {})] and new.tool_calls[0].id == "Zx9Zx9Zx9"
+    think = p.parse('[THINK]plan[/THINK]Answer')
+    assert (think.reasoning, think.content) == ("plan", "Answer")
+
+
+def test_llama3_python_tag_and_plain_json_answer() -> None:
+    p = get_parser("llama3")
+    tagged = p.parse('<|python_tag|>{"name": "read_file", "parameters": {"path": "a.py"}}')
+    assert calls(tagged) == [READ]
+    builtin = p.parse('<|python_tag|>brave_search.call(query="llama")<|eom_id|>')
+    assert calls(builtin) == [("brave_search", {"query": "llama"})]
+    answer = p.parse('{"answer": 42}')
+    assert answer.content == '{"answer": 42}' and answer.tool_calls == [] and answer.malformed == []
+
+
+def test_kimi_keeps_the_models_call_id() -> None:
+    out = get_parser("kimi_k2").parse(SAMPLES["kimi_k2"][0])
+    assert out.tool_calls[0].id == "functions.read_file:0"
+
+
+def test_xml_values_follow_the_tool_schema() -> None:
+    text = ("<tool_call>\n<function=write_file>\n<parameter=path>\n123\n</parameter>\n<parameter=content>\n"
+            "line 1\nline 2\n</parameter>\n<parameter=mode>\n420\n</parameter>\n<parameter=force>\ntrue\n"
+            '</parameter>\n<parameter=tags>\n["a", "b"]\n</parameter>\n</function>\n</tool_call>')
+    out = get_parser("qwen3_coder").parse(text, tools=TOOLS)
+    assert calls(out) == [("write_file", {"path": "123", "content": "line 1\nline 2", "mode": 420, "force": True,
+                                          "tags": ["a", "b"]})]
+    # Without a schema, JSON-looking values are taken as JSON.
+    assert json.loads(get_parser("qwen3_coder").parse(text).tool_calls[0].arguments)["path"] == 123
+    glm = get_parser("glm45").parse(
+        "<tool_call>write_file<arg_key>path</arg_key><arg_value>7</arg_value><arg_key>mode</arg_key>"
+        "<arg_value>7</arg_value></tool_call>", tools=TOOLS)
+    assert calls(glm) == [("write_file", {"path": "7", "mode": 7})]
+
+
+MALFORMED: dict[str, str] = {
+    "hermes": '<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"\n</tool_call>',
+    "hermes_unclosed": '<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}',
+    "qwen3_coder": "<tool_call>\n<function=read_file>\n<parameter=path>\na.py\n</tool_call>",
+    "glm45": "<tool_call>read_file<arg_key>path</arg_key><arg_value>a.py</tool_call>",
+    "harmony": "<|channel|>commentary to=functions.read_file <|constrain|>json<|message|>{path: a.py}<|call|>",
+    "mistral": '[TOOL_CALLS]read_file[ARGS]{"path": </s>',
+    "llama3": '{"name": "read_file", "parameters": {"path": ',
+    "kimi_k2": "<|tool_calls_section_begin|><|tool_call_begin|>functions.read_file:0<|tool_call_argument_begin|>"
+               "{oops}<|tool_call_end|><|tool_calls_section_end|>",
+    "minimax_m2": '<minimax:tool_call>\n<invoke name="read_file">\n<parameter name="path">a.py</parameter>\n'
+                  "</minimax:tool_call>",
+    "deepseek_v3": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>read_file<｜tool▁sep｜>{bad<｜tool▁call▁end｜>"
+                   "<｜tool▁calls▁end｜>",
+    "generic": '<tool_call>{"name": "read_file"</tool_call>',
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_calls_are_kept_with_raw_text(case: str) -> None:
+    family = case.removesuffix("_unclosed")
+    text = MALFORMED[case]
+    out = get_parser(family).parse(text)
+    assert out.tool_calls == []
+    assert len(out.malformed) == 1, out
+    assert out.malformed[0].error
+    assert "read_file" in out.malformed[0].raw
+    assert "read_file" not in out.content  # never turned into content
+
+
+def test_streaming_emits_certain_text_early() -> None:
+    s = get_parser("hermes").stream()
+    assert [(e.kind, e.text) for e in s.feed("<think>a")] == [("reasoning", "a")]
+    assert [(e.kind, e.text) for e in s.feed("b</thi")] == [("reasoning", "b")]
+    assert [(e.kind, e.text) for e in s.feed("nk>Hello <tool")] == [("content", "Hello ")]
+    assert s.feed('_call>{"name": "ls", "arguments": {}}') == []
+    events = s.feed("</tool_call>")
+    assert [(e.kind, e.index, e.name, e.arguments) for e in events] == [("tool_call", 0, "ls", "{}")]
+    assert s.flush() == []
+    out = s.finish()
+    assert (out.content, out.reasoning, out.tool_calls[0].id) == ("Hello", "ab", events[0].id)
+
+
+def test_stop_sequences() -> None:
+    assert "<|call|>" in get_parser("harmony").stop_sequences
+    assert "<|im_end|>" in get_parser("hermes").stop_sequences
+    assert "<|eom_id|>" in get_parser("llama3").stop_sequences
+
+
+def test_unknown_family_gets_generic_parser() -> None:
+    assert get_parser("no-such-family").family == "generic"
+    assert get_parser("gemma4").family == "generic"
+
+
+# -- properties
+
+_FRAGMENTS = [
+    "<think>", "</think>", "<tool_call>", "</tool_call>", '{"name": "read_file", "arguments": {"path": "a.py"}}',
+    "<function=read_file>", "<parameter=path>", "</parameter>", "</function>", "<arg_key>", "</arg_key>",
+    "<arg_value>", "</arg_value>", "<|channel|>", "analysis", "final", "<|message|>", "<|end|>", "<|start|>assistant",
+    " to=functions.ls", "<|call|>", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<|python_tag|>", "{", "}", "[", "]",
+    "<|tool_calls_section_begin|>", "<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>",
+    "<minimax:tool_call>", '<invoke name="x">', '<parameter name="p">', "</invoke>", "</minimax:tool_call>",
+    "<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>", "```json", "```",
+    "<|im_end|>", "</s>", "\n", " ", "hello", '"', ":", ",",
+]
+_texts = st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=8)), max_size=25).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=_texts, family=st.sampled_from(FAMILIES), in_reasoning=st.booleans())
+def test_parse_never_raises(text: str, family: str, in_reasoning: bool) -> None:
+    out = get_parser(family).parse(text, starts_in_reasoning=in_reasoning, tools=TOOLS)
+    for call in out.tool_calls:
+        json.loads(call.arguments)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_texts, family=st.sampled_from(FAMILIES), in_reasoning=st.booleans(), data=st.data())
+def test_streaming_in_random_chunks_equals_one_shot(text: str, family: str, in_reasoning: bool,
+                                                    data: st.DataObject) -> None:
+    parser = get_parser(family)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
+    stream = parser.stream(starts_in_reasoning=in_reasoning, tools=TOOLS)
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    events = [e for piece in pieces for e in stream.feed(piece)]
+    events += stream.flush()
+    streamed = stream.finish()
+    assert norm(streamed) == norm(parser.parse(text, starts_in_reasoning=in_reasoning, tools=TOOLS))
+    # The tool_call events are exactly the final calls.
+    assert [(e.id, e.name, e.arguments) for e in events if e.kind == "tool_call"] == [
+        (c.id, c.name, c.arguments) for c in streamed.tool_calls]
+    # Streamed content/reasoning deltas add up to the final text (up to trailing whitespace).
+    for kind, final in (("content", streamed.content), ("reasoning", streamed.reasoning)):
+        assert "".join(e.text for e in events if e.kind == kind).rstrip() == final
+
+
+@settings(max_examples=60, deadline=None)
+@given(junk=st.text(alphabet='{}[]":,ab \n', max_size=30))
+def test_broken_json_in_a_tool_block_is_malformed_never_content(junk: str) -> None:
+    for family in ("hermes", "generic"):
+        out = get_parser(family).parse(f"Before.<tool_call>{junk}</tool_call>")
+        assert out.content == "Before."
+        assert len(out.tool_calls) + len(out.malformed) >= 1
