@@ -103,7 +103,6 @@ class MlxServerArgs(BaseModel):
     """Server-only flags that were accepted and have no effect in-process."""
 
 
-_VALUE = object()
 _SWITCH = object()
 # flag -> (field of MlxServerArgs or None for server-only, converter or _SWITCH)
 _FLAGS: dict[str, tuple[str | None, Any]] = {
