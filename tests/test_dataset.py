@@ -131,3 +131,45 @@ def test_git_checkout_is_identified_by_its_commit(tmp_path):
     subprocess.run(["git", "-C", str(ds), "commit", "-qm", "x"], check=True, env=env)
     head = subprocess.run(["git", "-C", str(ds), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert dataset_identity(ds) == (head, None)
+
+
+def test_setup_checks_a_given_dataset_without_image(tmp_path, monkeypatch, capsys):
+    from localcode.cli import main
+
+    monkeypatch.setenv("LOCALCODE_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit) as e:
+        main(["setup", "--dataset", str(DATASET), "--no-image"])
+    assert e.value.code == 0
+    assert "225 exercises" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_setup_clones_with_git_and_explains_a_failure(tmp_path, monkeypatch, capsys):
+    import localcode.commands.setup as setup_mod
+    from localcode.cli import main
+
+    monkeypatch.setenv("LOCALCODE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LOCALCODE_DATASET", raising=False)
+    monkeypatch.setattr(setup_mod, "DATASET_URL", str(tmp_path / "no-such-repo"))
+    with pytest.raises(SystemExit) as e:
+        main(["setup", "--no-image"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "could not clone" in err and "--dataset" in err
+    assert not (tmp_path / "home" / "datasets" / "polyglot-benchmark").exists()
+
+    # a reachable repository (a local one standing in for GitHub) is cloned into the data dir
+    src = tmp_path / "upstream"
+    _make_exercise(src, "python", "one")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "init", "-q", str(src)], check=True, env=env)
+    subprocess.run(["git", "-C", str(src), "add", "."], check=True, env=env)
+    subprocess.run(["git", "-C", str(src), "commit", "-qm", "x"], check=True, env=env)
+    monkeypatch.setattr(setup_mod, "DATASET_URL", f"file://{src}")
+    with pytest.raises(SystemExit) as e:
+        main(["setup", "--no-image"])
+    assert e.value.code == 0, capsys.readouterr().err
+    cloned = tmp_path / "home" / "datasets" / "polyglot-benchmark"
+    assert [x.id for x in load_dataset(cloned).exercises] == ["python/one"]
+    assert dataset_identity(cloned)[0] is not None

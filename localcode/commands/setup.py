@@ -14,8 +14,9 @@ DATASET_URL = "https://github.com/Aider-AI/polyglot-benchmark"
 CLONE_TIMEOUT_S = 900
 
 
-def clone_dataset(dest: Path, url: str = DATASET_URL) -> None:
-    """``git clone --depth 1 url dest``. Raises DatasetError (with what to do) on failure."""
+def clone_dataset(dest: Path, url: str | None = None) -> None:
+    """``git clone --depth 1 url dest`` (default ``DATASET_URL``). Raises DatasetError (with what to do) on failure."""
+    url = url or DATASET_URL
     if shutil.which("git") is None:
         raise DatasetError(f"git is not installed, so {url} cannot be cloned: install git, or pass --dataset PATH")
     dest.parent.mkdir(parents=True, exist_ok=True)
