@@ -50,7 +50,7 @@ def test_ls_marks_folders_shows_sizes_and_honours_gitignore(reg: ToolRegistry, c
     out = call(reg, ctx, "ls")
     assert out.ok, out.text
     lines = out.text.splitlines()
-    assert lines[0] == "ok: . — 1 folders, 2 files"
+    assert lines[0] == "ok: . — 1 folder, 2 files"
     assert "src/" in lines and ".gitignore  13 B" in lines and "README.md  7 B" in lines
     assert not any("build" in ln or "run.log" in ln or ".git/" in ln for ln in lines)
     every = call(reg, ctx, "list_dir", all=True)
@@ -61,7 +61,7 @@ def test_ls_marks_folders_shows_sizes_and_honours_gitignore(reg: ToolRegistry, c
 def test_ls_depth_and_subfolder(reg: ToolRegistry, ctx: ToolContext) -> None:
     out = call(reg, ctx, "ls", path="src", depth=2)
     assert out.text.splitlines() == [
-        "ok: src/ — 1 folders, 2 files", "src/main.py  41 B", "src/pkg/", "src/pkg/__init__.py  0 B",
+        "ok: src/ — 1 folder, 2 files", "src/main.py  41 B", "src/pkg/", "src/pkg/__init__.py  0 B",
     ]
     assert call(reg, ctx, "ls", path="src/main.py").error_kind == "tool_error"
     assert "does not exist" in call(reg, ctx, "ls", path="nope").text

@@ -50,6 +50,8 @@ def build_world(root: Path) -> tuple[Path, Path]:
     os.symlink("solution.py", ws / "in_link")
     os.symlink("solution_test.py", ws / "test_link")
     os.symlink("/dev/null", ws / "devnull_link")
+    os.symlink("loop", ws / "loop")
+    os.link(outside / "sub" / "deep.txt", ws / "hardlink.txt")
     os.mkfifo(ws / "pipe")
     os.mknod(ws / "device", stat.S_IFCHR | 0o600, os.makedev(1, 3))
     sock = socket.socket(socket.AF_UNIX)
@@ -109,6 +111,7 @@ HOSTILE_PATHS = [
     "out_dir/newdir/new.txt", "dangling_out", "relative_out", "devnull_link", "pipe", "device", "sock",
     "pipe/x", "solution.py/x", "solution\x00.py", "\x00", "tests/test_solution.py", "solution_test.py",
     "test_link", "./tests/../tests/test_solution.py", "tests", "tests/new_test.py", "~", "~/x",
+    "loop", "loop/x", "hardlink.txt",
 ]
 
 
@@ -168,6 +171,22 @@ def test_writes_are_refused_outside(world) -> None:
     assert not Path("/tmp/evil.txt").exists()
 
 
+def test_a_symlink_loop_is_an_error(world) -> None:
+    _, _, ctx, reg = world
+    for tool, args in [("read", {"path": "loop"}), ("write", {"path": "loop", "content": "x"}), ("ls", {"path": "loop"})]:
+        out = reg.execute(tool, args, ctx)
+        assert out.error_kind == "tool_error" and "symbolic links" in out.text, out.text
+
+
+def test_writing_a_hard_link_replaces_it_and_leaves_the_outside_file_alone(world) -> None:
+    ws, outside, ctx, reg = world
+    assert reg.execute("edit", {"path": "hardlink.txt", "old": "top secret", "new": "changed"}, ctx).ok
+    assert (ws / "hardlink.txt").read_text() == "changed\n"
+    assert (outside / "sub" / "deep.txt").read_text() == SECRET
+    assert reg.execute("write", {"path": "hardlink.txt", "content": "again"}, ctx).ok
+    assert (outside / "sub" / "deep.txt").read_text() == SECRET
+
+
 def test_special_files_cannot_be_written(world) -> None:
     ws, _, ctx, reg = world
     for path in ["pipe", "device", "sock"]:
@@ -223,7 +242,8 @@ def test_ls_and_glob_do_not_follow_symlinks_out(world) -> None:
     out = reg.execute("glob", {"pattern": "*.txt"}, ctx)
     assert "deep.txt" not in out.text and "secret.txt" not in out.text
     out = reg.execute("grep", {"pattern": "secret"}, ctx)
-    assert out.text == "ok: no matches for pattern 'secret'"
+    # Only the hard link, which is a file of the workspace like any other.
+    assert out.text == "ok: 1 match for pattern 'secret' in 1 file\nhardlink.txt:1:top secret"
 
 
 # --- property-based attacks -------------------------------------------------------

@@ -76,7 +76,8 @@ class Ls(Tool):
                 lines.append(f"{shown}@  (symlink)")
             else:
                 lines.append(f"{shown}  (special file)")
-        head = f"ok: {rel if rel == '.' else rel + '/'} — {n_dirs} folders, {n_files} files"
+        head = (f"ok: {rel if rel == '.' else rel + '/'} — {n_dirs} folder{'' if n_dirs == 1 else 's'}, "
+                f"{n_files} file{'' if n_files == 1 else 's'}")
         if not lines:
             return f"ok: {rel} is empty"
         body = "\n".join(lines)
