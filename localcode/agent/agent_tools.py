@@ -116,7 +116,7 @@ class AskAgent(Tool):
         run = run_agent(ctx.model, sub_cfg, params.task, sub_ctx, logger=logger, deadline=state.deadline)
         state.record_side_call("ask_agent", run.usage)
         for purpose, n in run.side_calls.items():
-            state.side_calls[purpose] = state.side_calls.get(purpose, 0) + n - (1 if purpose == "ask_agent" else 0)
+            state.side_calls[purpose] = state.side_calls.get(purpose, 0) + n
         answer = run.final_answer or "(no answer)"
         return cap_text(f"ok: sub-agent ended ({run.reason}, {run.turns} turns): {answer}", ctx.max_output_chars)
 
