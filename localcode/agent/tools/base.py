@@ -27,6 +27,7 @@ Tools are stateless: everything a call needs comes from its params and the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -103,7 +104,9 @@ class ToolContext:
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).resolve()
-        self.protected = frozenset(p.strip("/") for p in self.protected)
+        # "./tests/", "tests" and "tests/x/.." all name the same folder.
+        normalized = (os.path.normpath(p.replace("\\", "/")).lstrip("/") for p in self.protected)
+        self.protected = frozenset(p for p in normalized if p and p != ".")
 
 
 class Tool:
