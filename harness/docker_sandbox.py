@@ -81,16 +81,45 @@ def engine_url() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def import_docker_sdk() -> Any:
+    """The Docker SDK module (``docker``), imported lazily.
+
+    In a localcode checkout the top-level ``docker/`` folder (the test image's build
+    context, a package for ``localcode.docker``) shadows the SDK whenever the checkout root
+    is on ``sys.path`` (``python -m ...`` run from there), so that entry is skipped.
+
+    Raises:
+        DockerUnavailable: the ``docker`` package is not installed.
+    """
+    import importlib
+    import sys
+
+    loaded = sys.modules.get("docker")
+    if loaded is not None and hasattr(loaded, "from_env"):
+        return loaded
+    checkout = Path(__file__).resolve().parent.parent
+    saved = sys.path[:]
+    if loaded is not None:
+        del sys.modules["docker"]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != checkout]
+    try:
+        module = importlib.import_module("docker")
+    except ImportError:  # pragma: no cover - a core dependency
+        raise DockerUnavailable("the docker Python package is missing: pip install docker") from None
+    finally:
+        sys.path[:] = saved
+    if not hasattr(module, "from_env"):  # pragma: no cover - defensive
+        raise DockerUnavailable(f"{module.__file__} shadows the docker package: run from another folder")
+    return module
+
+
 def docker_client(timeout: float = 120.0) -> docker.DockerClient:
     """A connected Docker client.
 
     Raises:
         DockerUnavailable: the ``docker`` package is missing or no engine answers.
     """
-    try:
-        import docker
-    except ImportError:  # pragma: no cover - a core dependency
-        raise DockerUnavailable("the docker Python package is missing: pip install docker") from None
+    docker = import_docker_sdk()
     try:
         client = docker.from_env(timeout=timeout, max_pool_size=64)
         client.ping()
@@ -147,7 +176,8 @@ class DockerSandbox(Sandbox):
             memory: memory limit of the whole container (no swap), e.g. ``"4g"``.
             pids_limit: most processes and threads alive at once in the container.
             cpus: CPU limit (e.g. ``2.0``); None for no limit.
-            user: ``uid:gid`` to run as; default the host user (``nobody`` for root).
+            user: ``uid:gid`` to run as; default the host user (``nobody`` for root). When
+                it is not the host user, ``root`` gets o+rx so that user can enter it.
             scratch_size: size of the tmpfs holding the private workspace copies.
             kill_grace_s: seconds between SIGTERM and SIGKILL at a timeout.
             watchdog_grace_s: how long past the timeout the host waits for the exec.
@@ -164,6 +194,12 @@ class DockerSandbox(Sandbox):
         self.user = user or _default_user()
         self._kill_grace_s = kill_grace_s
         self._watchdog_grace_s = watchdog_grace_s
+        if self.user.split(":")[0] != str(os.getuid()):
+            # The container user is someone else (host root runs tests as nobody): it must
+            # be able to enter the mounted root. Workspaces below are created readable.
+            mode = self.root.stat().st_mode
+            if mode & 0o005 != 0o005:
+                self.root.chmod(mode | 0o005)
         self._client = client or docker_client()
         self._closed = False
         self._lock = threading.Lock()
@@ -334,4 +370,4 @@ def _one_line(err: BaseException) -> str:
     return text[:400] or type(err).__name__
 
 
-__all__ = ["DockerSandbox", "docker_client", "engine_url", "remove_stale_containers"]
+__all__ = ["DockerSandbox", "docker_client", "engine_url", "import_docker_sdk", "remove_stale_containers"]

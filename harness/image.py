@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localcode.errors import DockerUnavailable, ImageBuildError
-from localcode.harness.docker_sandbox import docker_client
+from localcode.harness.docker_sandbox import docker_client, import_docker_sdk
 
 if TYPE_CHECKING:
     import docker
@@ -90,12 +90,11 @@ def _stderr_progress() -> Progress:
 
 
 def _image_exists(client: docker.DockerClient, name: str) -> bool:
-    import docker.errors
-
+    errors = import_docker_sdk().errors
     try:
         client.images.get(name)
         return True
-    except docker.errors.ImageNotFound:
+    except errors.ImageNotFound:
         return False
 
 

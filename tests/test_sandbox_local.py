@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from localcode.errors import SandboxError
+from localcode.errors import DockerUnavailable, SandboxError
 from localcode.harness.sandbox import ExecResult, LocalSandbox, OutputBuffer
 
 
@@ -116,3 +116,14 @@ def test_output_buffer_keeps_head_and_tail():
     text = buf.text()
     assert text.startswith("abcde") and text.endswith("pqrst")
     assert "10 bytes of output omitted" in text
+
+
+def test_unreachable_engine_is_one_actionable_line(tmp_path, monkeypatch):
+    from localcode.harness.docker_sandbox import DockerSandbox
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with pytest.raises(DockerUnavailable) as info:
+        DockerSandbox(tmp_path, "any-image")
+    msg = str(info.value)
+    assert msg == f"Docker engine not reachable at unix://{tmp_path}/no-docker.sock: start Docker Desktop or dockerd"
+    assert "\n" not in msg and os.environ["DOCKER_HOST"].endswith("no-docker.sock")
