@@ -510,11 +510,18 @@ class LlamaCppChatModel:
             return None
         turn = with_answer[len(held.prompt_text):]
         idx = turn.rfind(held.end_marker)
-        if idx < 0:
+        if idx >= 0:
+            # the KV holds held_text; the generation went on (unevaluated) to gen_text + end_marker,
+            # which the template writes as end_marker + tail
+            pending = (held.gen_text + held.end_marker)[len(held.held_text):]
+            tail = turn[idx + len(held.end_marker):]
+        elif turn.startswith(held.gen_text):
+            # ended by another end token (e.g. <eos> after a grammar) but the answer re-renders verbatim:
+            # continue with the template's own end of turn
+            pending = held.gen_text[len(held.held_text):]
+            tail = turn[len(held.gen_text):]
+        else:
             return None
-        # the KV holds held_text; the generation continued (unevaluated) up to gen_text + end_marker
-        pending = (held.gen_text + held.end_marker)[len(held.held_text):]
-        tail = turn[idx + len(held.end_marker):]
         return pending + tail + prompt_text[len(with_answer):]
 
     def _can_roll_back(self, n: int) -> bool:
