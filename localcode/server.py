@@ -24,8 +24,9 @@ mistake is always a 4xx: bad JSON or wrong types 400, a prompt too long for the 
 key 401 ``invalid_api_key``, an oversized body 413, an unknown route 404, a wrong method 405.
 Only a failing model (or a bug) answers 500.
 
-The request ``model`` may be missing or empty (the loaded model is used, as llama-server
-does); any other name must be the model's name or one of its aliases.
+The request ``model`` may be missing, empty or ``default`` (the loaded model is used, as
+llama-server does; localcode's HTTP backend sends ``default`` when an agent names no model);
+any other name must be the model's name or one of its aliases.
 
 Importing this module imports FastAPI; the CLI imports it only when ``serve`` runs.
 """
@@ -166,8 +167,8 @@ class ModelSlot:
         self._mean_seconds = 5.0
 
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: the queue times the mean generation time."""
-        return max(1, min(600, math.ceil(self._mean_seconds * max(1, self.pending) / 2)))
+        """Seconds until a queue place is likely free: the mean time of recent generations."""
+        return max(1, min(600, math.ceil(self._mean_seconds)))
 
     async def start(self, request: Request, make_stream: Callable[[], Iterator[StreamEvent]],
                     forward_deltas: bool) -> Generation:
@@ -270,8 +271,8 @@ class ServerState:
         return self.model
 
     def accepts(self, name: str | None) -> bool:
-        """Whether a request's ``model`` names this model (missing or empty does)."""
-        return not name or name in self.names
+        """Whether a request's ``model`` names this model (missing, empty or ``default`` does)."""
+        return not name or name == "default" or name in self.names
 
 
 class BodyLimit:
@@ -411,7 +412,12 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
 
     def model_failure(exc: BaseException) -> Response:
         if isinstance(exc, ContextWindowExceeded):
-            return error(400, str(exc), param="messages", code="context_length_exceeded")
+            # OpenAI's wording, plus llama-server's numbers for clients that read them
+            body = oa.error_body(f"This model's maximum context length is {exc.context_window} tokens. However, "
+                                 f"your messages resulted in {exc.prompt_tokens} tokens. Please reduce the length "
+                                 "of the messages.", param="messages", code="context_length_exceeded")
+            body["error"].update(n_prompt_tokens=exc.prompt_tokens, n_ctx=exc.context_window)
+            return JSONResponse(body, status_code=400)
         if isinstance(exc, ModelNotReady):
             return error(503, str(exc), type_="unavailable_error", code=503)
         if isinstance(exc, QueueFull):
@@ -486,7 +492,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
             return started
         gen, first = started
         completion_id, created = oa.new_id("chatcmpl")
-        name = req.model or state.names[0]
+        name = req.model if req.model and req.model != "default" else state.names[0]
         if not req.stream:
             try:
                 result = await until_disconnected(request, gen.result())
@@ -544,7 +550,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
             return started
         gen, first = started
         completion_id, created = oa.new_id("cmpl")
-        name = req.model or state.names[0]
+        name = req.model if req.model and req.model != "default" else state.names[0]
         if not req.stream:
             try:
                 result = await until_disconnected(request, gen.result())

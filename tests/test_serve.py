@@ -75,6 +75,8 @@ def test_model_names_accepted(scripted: ScriptedChatModel, url: str) -> None:
     http = httpx.Client(base_url=url)
     assert http.post("/v1/chat/completions", json={"model": "gguf/demo", "messages": USER}).status_code == 200
     assert http.post("/v1/chat/completions", json={"messages": USER}).json()["model"] == "demo"
+    scripted.add("c")
+    assert http.post("/v1/chat/completions", json={"model": "default", "messages": USER}).json()["model"] == "demo"
     models = http.get("/v1/models").json()
     assert [m["id"] for m in models["data"]] == ["demo"]
     assert models["data"][0]["aliases"] == ["gguf/demo"]
@@ -240,8 +242,9 @@ def test_context_overflow_is_400(scripted: ScriptedChatModel, client: openai.Ope
     scripted.add(ContextWindowExceeded(prompt_tokens=9000, context_window=4096))
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="demo", messages=USER, stream=stream)
-    assert e.value.code == "context_length_exceeded"
-    assert "9000" in e.value.message
+    assert e.value.code == "context_length_exceeded" and e.value.param == "messages"
+    assert "maximum context length is 4096 tokens" in e.value.message and "9000 tokens" in e.value.message
+    assert e.value.body["n_prompt_tokens"] == 9000 and e.value.body["n_ctx"] == 4096  # llama-server's fields
 
 
 def test_oversized_body_is_413(scripted: ScriptedChatModel) -> None:

@@ -31,8 +31,7 @@ TOOLS = [{
                  "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}},
 }, {
     "type": "function",
-    "function": {"name": "finish", "description": "Say you are done.",
-                 "parameters": {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}},
+    "function": {"name": "finish", "description": "Say you are done.", "parameters": {"type": "object", "properties": {}}},
 }]
 USER = [{"role": "user", "content": "Read the file main.py and tell me what it does."}]
 
@@ -80,7 +79,11 @@ def model() -> Iterator[Recording]:
 
 @pytest.fixture(scope="module")
 def url(model: Recording) -> Iterator[str]:
-    with running_server(create_app(model, "gemma-3-270m", aliases=[AGENT])) as base:  # type: ignore[arg-type]
+    from localcode.commands.serve import model_aliases
+    from localcode.config import resolve_agent
+
+    aliases = model_aliases(AGENT, resolve_agent(AGENT), model.info)
+    with running_server(create_app(model, "gemma-3-270m", aliases=aliases)) as base:  # type: ignore[arg-type]
         yield base
 
 
@@ -128,12 +131,12 @@ def test_forced_tool_calls(client: openai.OpenAI, choice: Any) -> None:
 
 def test_forced_tool_call_streamed(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(
-        model="gemma-3-270m", messages=USER, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "read"}},
+        model="gemma-3-270m", messages=USER, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "finish"}},
         max_tokens=48, temperature=0, stream=True))
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert deltas, "tool-call deltas were streamed"
     assert deltas[0].index == 0 and deltas[0].id and deltas[0].type == "function"
-    assert deltas[0].function is not None and deltas[0].function.name == "read"
+    assert deltas[0].function is not None and deltas[0].function.name == "finish"
     arguments = "".join(d.function.arguments or "" for d in deltas if d.function)
     assert isinstance(json.loads(arguments), dict)
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
@@ -159,6 +162,16 @@ def test_context_overflow_is_400(client: openai.OpenAI, model: Recording) -> Non
     assert e.value.code == "context_length_exceeded"
     ok = client.chat.completions.create(model="gemma-3-270m", messages=USER, max_tokens=2)
     assert ok.choices[0].finish_reason in ("stop", "length")
+    # localcode's HTTP backend reads the 400 back as ContextWindowExceeded
+    from localcode.backends.loader import load_model
+    from localcode.config import merge_overrides, resolve_agent
+    from localcode.errors import ContextWindowExceeded
+
+    http_model = load_model(merge_overrides(resolve_agent(AGENT), {"url": str(client.base_url).rstrip("/")}))
+    with pytest.raises(ContextWindowExceeded) as exc:
+        http_model.chat([{"role": "user", "content": "cat " * words}], None, ChatOptions(max_tokens=4))
+    assert exc.value.context_window == model.info.context_window and exc.value.prompt_tokens >= words
+    http_model.close()
 
 
 def test_disconnect_cancels_real_generation(url: str, model: Recording) -> None:
@@ -176,11 +189,11 @@ def test_disconnect_cancels_real_generation(url: str, model: Recording) -> None:
 
 def test_http_backend_against_serve(url: str) -> None:
     """localcode's own HTTP backend (what ``bench --url`` uses) talks to ``serve``."""
-    from localcode.backends.http import HttpChatModel
+    from localcode.backends.loader import load_model
     from localcode.config import merge_overrides, resolve_agent
 
-    cfg = merge_overrides(resolve_agent(AGENT), {"url": url + "/v1"})
-    http_model = HttpChatModel(cfg)
+    http_model = load_model(merge_overrides(resolve_agent(AGENT), {"url": url + "/v1"}))
+    assert http_model.info.backend == "http"
     try:
         result = http_model.chat(USER, TOOLS, ChatOptions(max_tokens=48, temperature=0, tool_choice="required"))
         assert result.finish_reason == "tool_calls" and result.tool_calls

@@ -8,7 +8,22 @@ from typing import Any
 
 import click
 
+from localcode.backends.base import ModelInfo
+from localcode.config import AgentConfig
 from localcode.errors import ConfigError, LocalcodeError, MissingDependency
+
+
+def model_aliases(agent_spec: str, cfg: AgentConfig, info: ModelInfo | None = None) -> list[str]:
+    """Names a request may use for the served model: the agent spec and name, the config's
+    ``model`` (what localcode's HTTP backend sends), and the model file's name and stem."""
+    names = [agent_spec, cfg.name, cfg.model or ""]
+    paths = [cfg.server_config.model_path or "", info.path or "" if info else ""]
+    for p in paths:
+        if p and not p.startswith(("pypi:", "hf:")):
+            names += [Path(p).expanduser().name, Path(p).stem]
+    if info is not None:
+        names.append(info.model)
+    return [n for n in dict.fromkeys(names) if n]
 
 
 @click.command("serve")
@@ -37,6 +52,8 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
     GET /v1/models, GET /health (503 while the model loads, then 200).
 
     Requests may name the model by its id, the agent spec or the model file's stem, or omit it.
+    Sampling fields a request leaves out (temperature, top_p, max_tokens, ...) take the agent
+    config's values, then llama-server's defaults.
 
     \b
     Examples:
@@ -61,11 +78,7 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
         raise ConfigError(f"agent '{agent_spec}' talks to a server at {cfg.url}: serve an agent whose model "
                           "loads in-process (gguf/... or mlx/...)")
     name = served_name or cfg.name
-    aliases = [agent_spec, cfg.name, cfg.model or ""]
-    if cfg.server_config.model_path:
-        p = Path(cfg.server_config.model_path).expanduser()
-        aliases += [p.name, p.stem, str(p)]
-    app = create_app(None, name, api_key=api_key, queue_size=queue_size, aliases=aliases)
+    app = create_app(None, name, api_key=api_key, queue_size=queue_size, aliases=model_aliases(agent_spec, cfg))
     state = app.state.localcode
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=5))
@@ -81,8 +94,8 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
             state.set_load_error(str(e))
             server.should_exit = True
             return
-        for alias in (model.info.model, Path(model.info.path).stem if model.info.path else ""):
-            if alias and alias not in state.names:
+        for alias in model_aliases(agent_spec, cfg, model.info):
+            if alias not in state.names:
                 state.names.append(alias)
         state.set_model(model)
         click.echo(f"serving {name} ({model.info.backend}, context {model.info.context_window}, "
