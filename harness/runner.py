@@ -61,6 +61,7 @@ _TIMINGS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(after|finished in) \d+(?:\.\d+)? ?m?s\b"), r"\1"),  # junit, cargo
     (re.compile(r"^(Time:|Ran all test suites).*\d+(?:\.\d+)? ?m?s.*$", re.MULTILINE), r"\1"),  # jest
     (re.compile(r"\b\d+(?:\.\d+)? ?ms\b"), ""),  # junit tree "12 ms"
+    (re.compile(r"^ *Blocking waiting for file lock.*\n", re.MULTILINE), ""),  # cargo, shared target
 )
 
 

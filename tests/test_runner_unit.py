@@ -115,6 +115,7 @@ def test_restore_brings_back_test_support_files(exercises, tmp_path):
         ("test result: FAILED. 1 passed; 2 failed; finished in 0.00s", "test result: FAILED. 1 passed; 2 failed; finished"),
         ("Test run finished after 123 ms", "Test run finished after"),
         ("\x1b[31mFAIL\x1b[0m", "FAIL"),
+        ("    Blocking waiting for file lock on build directory\nerror[E0425]", "error[E0425]"),
     ],
 )
 def test_clean_output_removes_timings_and_colours(raw, expected):
