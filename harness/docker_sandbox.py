@@ -160,7 +160,7 @@ class DockerSandbox(Sandbox):
         image: str,
         *,
         memory: str = "4g",
-        pids_limit: int = 512,
+        pids_limit: int = 4096,
         cpus: float | None = None,
         user: str | None = None,
         scratch_size: str = "2g",

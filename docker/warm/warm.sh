@@ -32,9 +32,16 @@ printf '#include "cpp_warm.h"\n#ifdef EXERCISM_TEST_SUITE\n#include <catch2/catc
 (cd "$w/cpp-warm" && localcode-test-cpp)
 ccache --show-stats || true
 
-# Java and JavaScript: prove the toolchains start.
+# JavaScript: jest's transform cache (babel with the Exercism preset).
+mkdir -p "$w/js"
+cp /opt/npm/package.json "$w/js/"
+printf "module.exports = { presets: ['@exercism/babel-preset-javascript'], plugins: [] };\n" > "$w/js/babel.config.js"
+printf 'export const add = (a, b) => a + b;\n' > "$w/js/warm.js"
+printf "import { add } from './warm';\n\ndescribe('warm', () => {\n  test('adds', () => {\n    expect(add(1, 2)).toEqual(3);\n  });\n});\n" > "$w/js/warm.spec.js"
+(cd "$w/js" && localcode-test-javascript)
+
+# Java: prove the toolchain starts.
 test -f "$JUNIT_CONSOLE"
 for jar in $(echo "$JAVA_TEST_CLASSPATH" | tr ':' ' '); do test -f "$jar"; done
-test -d /opt/npm/node_modules/jest
 
 rm -rf "$w" "$HOME"
