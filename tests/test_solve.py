@@ -153,3 +153,29 @@ def test_help_mentions_the_options():
     for opt in ("--agent", "--model", "--url", "--workdir", "--continue", "--shell", "--max-turns", "--agent-args",
                 "--file"):
         assert opt in proc.stdout
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+def test_solve_with_the_real_demo_model(tmp_path, project, demo_gguf):
+    """The demo GGUF in-process through the real loader: mechanics only (a base model has no skill)."""
+    home = tmp_path / "home"
+    env = {**os.environ, "LOCALCODE_HOME": str(home)}
+    for key in ("LOCALCODE_TEST_SCRIPT", "LOCALCODE_AGENT", "LOCALCODE_PHASE_LOG"):
+        env.pop(key, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "localcode", "solve", "--agent", "gguf/gemma-3-270m", "--max-turns", "2",
+         "--agent-args", "max_tokens=48", "Change add() in calc.py so it adds."],
+        cwd=project, env=env, text=True, capture_output=True, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr
+    if proc.returncode == 1:
+        assert "the agent stopped:" in proc.stderr, proc.stderr
+    [meta_file] = session_dirs(home)
+    folder = meta_file.parent
+    evs = [json.loads(line) for line in (folder / "run-001.jsonl").read_text().splitlines()]
+    responses = [e for e in evs if e["kind"] == "response"]
+    assert responses, proc.stderr
+    assert all(r["usage"]["prompt_tokens"] > 0 for r in responses)
+    assert all(r["usage"]["completion_tokens"] > 0 for r in responses)
+    assert evs[-1]["kind"] == "end"
+    assert_paired(json.loads((folder / "messages.json").read_text()))

@@ -62,12 +62,15 @@ class AskAgent(Tool):
     name = "ask_agent"
     description = ("Delegate a sub-task to a sub-agent working in the same directory; "
                    "returns its final answer. Good for investigations that need many reads.")
+    # The sub-agent runs on the model already loaded (one model per process); a named
+    # config contributes everything but its model settings.
 
     class Params(ToolParams):
         task: str
         """What the sub-agent should do or find out; it sees only this text."""
         agent: str | None = None
-        """An agent config for the sub-agent (e.g. gguf/NAME); default: this agent with read-only tools."""
+        """An agent config (e.g. gguf/NAME) whose prompt, sampling, tools and limits the sub-agent uses;
+        default: this agent with read-only tools."""
         tools: list[str] | None = None
         """Tools to give the sub-agent (a subset of yours)."""
 

@@ -345,6 +345,8 @@ class _Agent:
         if not (result.content or "").strip():
             cut = " (cut off at max_tokens)" if result.finish_reason == "length" else ""
             return f"the answer was empty{cut}; call a tool"
+        if self.config.tool_choice == "none":
+            return None  # the model was told not to call tools: any answer ends the run
         if self.config.tool_choice == "required":
             return "required"
         if self.result.total_tool_calls < self.config.min_tool_calls:
@@ -367,6 +369,7 @@ class _Agent:
                 text = hint(refusal, self.registry, **values)
                 self.messages.append({"role": "user", "content": text})
                 self.logger.event("nudge", turn=r.turns, why=refusal, text=text)
+                self.logger.progress(f"turn {r.turns}: plain answer refused ({refusal})")
                 return
             problems = [hint("tool_required", self.registry) if refusal == "required" else refusal]
         format_outcomes = [o for o in outcomes if o is not None and o.error_kind in FORMAT_KINDS]
@@ -379,6 +382,7 @@ class _Agent:
         self.logger.event("format_error", turn=r.turns, problems=[clip(p, 500) for p in problems],
                           bad_calls=[clip(o.text, 300) for o in format_outcomes],
                           consecutive=self.consecutive_failures, recovered=recovered)
+        self.logger.progress(f"turn {r.turns}: malformed response ({self.consecutive_failures} in a row)")
         if self.consecutive_failures > self.config.max_format_retries:
             raise FormatErrorsExhausted("format_errors", f"{self.consecutive_failures} malformed responses in a row")
         if problems and not recovered:
