@@ -62,8 +62,12 @@ def user_agents_dir() -> Path:
 def package_dir(name: str) -> Path:
     """A folder shipped as package data: ``agents``, ``prompts`` or ``docker``.
 
-    Works from a checkout (editable install) and from an installed wheel.
+    In an installed wheel it is ``localcode/<name>``; in a checkout (editable install) it is
+    the top-level folder of the repository. The folders are deliberately not Python packages:
+    a ``docker/__init__.py`` would shadow the Docker SDK whenever the checkout is on sys.path.
     """
-    from importlib.resources import files
-
-    return Path(str(files(f"localcode.{name}")))
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"localcode's '{name}' folder is missing next to {here}: reinstall localcode")
