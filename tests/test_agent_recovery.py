@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from agent_support import assert_paired, call, calls, config, context, finish, user_texts
+from agent_support import assert_paired, call, config, context, finish, user_texts
 from localcode.agent.recovery import recover_calls
 from localcode.agent.tools.registry import ToolRegistry
 from localcode.agent.loop import run_agent
