@@ -195,20 +195,54 @@ class OracleSolver:
         pass
 
 
-def make_solver(agent_spec: str, **options: Any) -> Solver:
-    """The solver for ``--agent``: ``oracle``, ``none``, or a model agent (``gguf/NAME``, a path).
+def agent_overrides(agent_args: str | None = None, url: str | None = None,
+                    model_path: str | None = None) -> dict[str, Any]:
+    """``--agent-args``, ``--url`` and ``--model`` as one dict of config overrides (dotted keys)."""
+    from localcode.config import parse_agent_args
 
-    Model agents are wired in by the bench integration (issue 5); until then they raise
-    ConfigError. ``options`` (agent args, seed, agent time limit...) are for model agents.
+    overrides: dict[str, Any] = parse_agent_args(agent_args) if agent_args else {}
+    if url:
+        overrides["url"] = url
+    if model_path:
+        overrides["server_config.model_path"] = model_path
+    return overrides
+
+
+def check_agent(agent_spec: str, overrides: dict[str, Any] | None = None) -> None:
+    """Validate ``--agent`` and its overrides without loading anything. Raises ``ConfigError``."""
+    if agent_spec in ("oracle", "none"):
+        if overrides:
+            raise ConfigError(f"--agent {agent_spec} takes no --agent-args, --url or --model")
+        return
+    from localcode.config import merge_overrides, resolve_agent
+
+    config = resolve_agent(agent_spec)
+    if overrides:
+        merge_overrides(config, overrides)
+
+
+def make_solver(agent_spec: str, *, overrides: dict[str, Any] | None = None, seed: int | None = None,
+                verbose: bool = False) -> Solver:
+    """The solver for ``--agent``: ``oracle``, ``none``, or a model agent (``gguf/NAME``, ``mlx/NAME``, a path).
+
+    A model agent's config is resolved and validated here, with ``overrides`` applied
+    (defaults < agent JSON < ``--agent-args`` < flags) and ``seed`` as the sampler seed
+    when the config sets none; its model is loaded once, here.
+    Raises ``ConfigError`` for a bad spec or config, and the backend's load errors.
     """
     if agent_spec == "oracle":
         return OracleSolver()
     if agent_spec == "none":
         return NoneSolver()
-    raise ConfigError(
-        f"agent {agent_spec!r}: model agents are not wired into 'localcode bench' yet; "
-        "use --agent oracle or --agent none"
-    )
+    from localcode.config import merge_overrides, resolve_agent
+    from localcode.harness.agent_solver import ModelSolver
+
+    config = resolve_agent(agent_spec)
+    if overrides:
+        config = merge_overrides(config, overrides)
+    if config.seed is None and seed is not None:
+        config = merge_overrides(config, {"seed": seed}, source="--seed")
+    return ModelSolver.load(agent_spec, config, verbose=verbose)
 
 
 # --------------------------------------------------------------------------- prompts

@@ -99,8 +99,14 @@ class AgentUsage(_Model):
     """Milliseconds spent in prompt processing (prefill)."""
     decode_ms: float = 0.0
     """Milliseconds spent generating tokens (decode)."""
+    prompt_eval_tokens: int = 0
+    """Prompt tokens actually evaluated (not served from the cache), as the backend timed them."""
+    decode_tokens: int = 0
+    """Tokens generated, as the backend timed them (decode tokens/s = decode_tokens / decode_ms)."""
     malformed_responses: int = 0
     """Responses whose tool calls could not be parsed."""
+    repairs: int = 0
+    """Tool calls whose arguments needed repair or renaming before they ran."""
     exhausted_context_windows: int = 0
     """Times the conversation did not fit the context window."""
     tool_calls: dict[str, int] = Field(default_factory=dict)
@@ -109,24 +115,17 @@ class AgentUsage(_Model):
     """Tool calls per tool name that returned an error to the model."""
 
     def __add__(self, other: AgentUsage) -> AgentUsage:
-        def merged(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-            out = dict(a)
-            for k, v in b.items():
-                out[k] = out.get(k, 0) + v
-            return out
-
-        return AgentUsage(
-            model_calls=self.model_calls + other.model_calls,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            cached_tokens=self.cached_tokens + other.cached_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            prompt_ms=self.prompt_ms + other.prompt_ms,
-            decode_ms=self.decode_ms + other.decode_ms,
-            malformed_responses=self.malformed_responses + other.malformed_responses,
-            exhausted_context_windows=self.exhausted_context_windows + other.exhausted_context_windows,
-            tool_calls=merged(self.tool_calls, other.tool_calls),
-            tool_errors=merged(self.tool_errors, other.tool_errors),
-        )
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            a, b = getattr(self, name), getattr(other, name)
+            if isinstance(a, dict):
+                merged = dict(a)
+                for k, v in b.items():
+                    merged[k] = merged.get(k, 0) + v
+                out[name] = merged
+            else:
+                out[name] = a + b
+        return AgentUsage(**out)
 
 
 class TryResult(_Model):
@@ -299,6 +298,8 @@ class RunInfo(_Model):
     """Git commit of localcode when run from a checkout (``+dirty`` when it has changes)."""
     agent: str
     """Agent spec as given (``oracle``, ``none``, ``gguf/NAME``, a path)."""
+    agent_overrides: dict[str, Any] = Field(default_factory=dict)
+    """``--agent-args`` (and ``--url`` / ``--model``) as given: part of what makes a run the same run."""
     model: str = ""
     """Model name for reports (Aider's ``model``); the agent spec for built-in agents."""
     edit_format: str = "tools"
@@ -336,6 +337,7 @@ class RunInfo(_Model):
         """The facts that must match for a rerun to continue this run rather than start a new one."""
         return {
             "agent": self.agent,
+            "agent_overrides": self.agent_overrides,
             "dataset": self.dataset.path,
             "sandbox": self.sandbox,
             "visible_tests": self.visible_tests,

@@ -68,27 +68,37 @@ def find_run_dir(runs: Path, key: dict[str, Any], retry_errors: bool) -> Path | 
 
 
 class _Progress:
-    """A rich progress bar on stderr: task and try, ETA, running pass rate."""
+    """A rich progress bar on stderr: task and try, ETA, running pass rates, decode tokens/s."""
 
-    def __init__(self, total: int, done: int, passed: int, tries: int) -> None:
+    def __init__(self, prior: list[Any], total: int, tries: int) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.tries = tries
-        self.finished = done
-        self.passed = passed
-        self.errors = 0
+        self.results: list[Any] = []
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
         )
-        self.task = self.progress.add_task("starting", total=total, completed=done, rate=self._rate())
+        for r in prior:
+            self.results.append(r)
+        self.task = self.progress.add_task("starting", total=total, completed=len(prior), rate=self._rate())
 
     def _rate(self) -> str:
-        pct = 100.0 * self.passed / self.finished if self.finished else 0.0
-        err = f" errors {self.errors}" if self.errors else ""
-        return f"passed {self.passed}/{self.finished} ({pct:.1f}%){err}"
+        done = [r for r in self.results if r.finished]
+        errors = len(self.results) - len(done)
+        parts = []
+        for i in sorted({1, self.tries}):
+            n = sum(1 for r in done if r.passed_on_try is not None and r.passed_on_try <= i)
+            parts.append(f"pass@{i} {100.0 * n / len(done) if done else 0.0:.1f}%")
+        tokens = sum(r.usage.decode_tokens for r in self.results)
+        ms = sum(r.usage.decode_ms for r in self.results)
+        if ms > 0:
+            parts.append(f"{tokens * 1000.0 / ms:.1f} tok/s")
+        if errors:
+            parts.append(f"errors {errors}")
+        return " ".join(parts)
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -102,11 +112,7 @@ class _Progress:
         self.progress.update(self.task, description=f"{task_id} try {try_index}/{self.tries}")
 
     def task_finished(self, result: Any) -> None:
-        if result.finished:
-            self.finished += 1
-            self.passed += int(result.passed)
-        else:
-            self.errors += 1
+        self.results.append(result)
         self.progress.update(self.task, advance=1, rate=self._rate())
 
 
@@ -175,13 +181,20 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None,
               help="CA bundle to trust while building the test image (TLS proxies).")
 @click.option("--image", envvar="LOCALCODE_IMAGE", default=None, metavar="TAG",
               help="Run tests in this Docker image instead of the one built from docker/ ($LOCALCODE_IMAGE).")
+@click.option("--agent-args", default=None, metavar='"KEY=VALUE ..."',
+              help="Override agent config fields for this run, e.g. \"max_turns=8 temperature=0 "
+                   "server_config.context_window=8192\" (values are JSON when they parse).")
+@click.option("--url", default=None, help="Use an OpenAI-compatible endpoint (llama-server, LM Studio, ...) instead of loading the model.")
+@click.option("--model", "model_path", default=None, metavar="PATH", help="Model file (GGUF) or folder (MLX) instead of the config's.")
+@click.option("--agent-log", is_flag=True, help="Print the agent's turns and tool calls on stderr (they are always in the run's logs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], all_: bool, full: bool,
             n: int | None, seed: int, tries: int, jobs: int, test_timeout: float, agent_timeout: float | None,
             sandbox: str, visible_tests: bool, dataset: Path | None, results_dir: Path | None,
             run_name: str | None, new_run: bool, retry_errors: bool, ca_bundle: Path | None,
-            image: str | None, as_json: bool, no_progress: bool) -> None:
+            image: str | None, agent_args: str | None, url: str | None, model_path: str | None,
+            agent_log: bool, as_json: bool, no_progress: bool) -> None:
     """Benchmark an agent on the Aider polyglot exercises.
 
     Each selected exercise gets a fresh workspace with the solution stubs and build files
@@ -208,7 +221,7 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
       localcode bench --agent gguf/qwen3 --all --tries 2
     """
     from localcode import paths
-    from localcode.harness.bench import BenchOptions, BenchRunner, make_solver
+    from localcode.harness.bench import BenchOptions, BenchRunner, agent_overrides, check_agent, make_solver
     from localcode.harness.dataset import dataset_identity, load_dataset, resolve_dataset_dir
     from localcode.harness.results import DatasetInfo, ResultStore, RunInfo
     from localcode.harness.selection import Selection, SelectionError, select, split_csv
@@ -223,14 +236,15 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
     except SelectionError as e:
         raise click.UsageError(str(e)) from None
 
-    solver = make_solver(agent, seed=seed, agent_timeout=agent_timeout)
+    overrides = agent_overrides(agent_args, url, model_path)
+    check_agent(agent, overrides)  # a broken config fails now, not after the image build
     commit, chash = dataset_identity(root)
     facts = machine_facts()
     now = datetime.now(timezone.utc)
     info = RunInfo(
         run_name="", created_at=now.isoformat(timespec="seconds"), command_line=["localcode", *sys.argv[1:]],
         localcode_version=__version__, localcode_commit=localcode_commit(), agent=agent,
-        model=agent, agent_info=solver.info(), dataset=DatasetInfo(path=str(root), commit=commit, content_hash=chash),
+        agent_overrides=overrides, model=agent, dataset=DatasetInfo(path=str(root), commit=commit, content_hash=chash),
         sandbox=sandbox, visible_tests=visible_tests, tries=tries, test_timeout_s=test_timeout,
         agent_timeout_s=agent_timeout, jobs=jobs, selection=selection.model_dump(),
         task_ids=[e.id for e in chosen], **facts,
@@ -263,20 +277,25 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
                f"({len(chosen) - len(todo)} already have results)", err=True)
 
     with ExitStack() as stack:
-        stack.callback(solver.close)
         if todo:
             run_dir.mkdir(parents=True, exist_ok=True)
             store.workspaces_dir.mkdir(parents=True, exist_ok=True)
             box, image_id = open_sandbox(sandbox, store.workspaces_dir, ca_bundle=ca_bundle, image=image)
             stack.callback(box.close)
             info.image_id = image_id
+            # The model loads once, after the sandbox is up (a Docker problem shows in seconds).
+            solver = make_solver(agent, overrides=overrides, seed=seed, verbose=agent_log)
+            stack.callback(solver.close)
+            if hasattr(solver, "bind"):
+                solver.bind(box, run_dir)
+            info.agent_info = solver.info()
+            info.model = str(info.agent_info.get("model", {}).get("model") or agent)
             store.write_run_info(info)
             from localcode.harness.runner import TestRunner
 
             runner = TestRunner(box, timeout=test_timeout)
             prior = [existing[e.id] for e in chosen if e.id in existing and (existing[e.id].finished or not retry_errors)]
-            progress = _Quiet() if no_progress else _Progress(
-                total=len(chosen), done=len(prior), passed=sum(1 for r in prior if r.finished and r.passed), tries=tries)
+            progress = _Quiet() if no_progress else _Progress(prior, total=len(chosen), tries=tries)
             if isinstance(progress, _Progress):
                 stack.enter_context(progress)
             BenchRunner(solver=solver, runner=runner, store=store,
