@@ -52,7 +52,7 @@ class LlamaArgs(BaseModel):
     reasoning_format: str | None = None
     """``--reasoning-format``: ``none`` keeps reasoning in the content; otherwise it is split off."""
     flash_attn: Literal["on", "off", "auto"] | None = None
-    """``--flash-attn`` as given; ``auto`` (and no flag) means on with GPU offload, off on a CPU-only build."""
+    """``--flash-attn`` as given; ``auto`` (and no flag) loads with flash attention on."""
     context_shift: bool | None = None
     """``--(no-)context-shift``. localcode never shifts: a prompt that does not fit raises."""
     not_applicable: list[str] = Field(default_factory=list)
@@ -264,7 +264,7 @@ def _apply(out: LlamaArgs, flag: Flag, name: str, raw: str | None, value: Any) -
         else:
             setattr(out, flag.key, value)
     if flag.key == "flash_attn":
-        # llama-cpp-python's Llama takes a bool; "auto" is left to the backend (on with a GPU)
+        # llama-cpp-python's Llama takes a bool; "auto" is left to the backend's default (on)
         if value == "auto":
             out.load.pop("flash_attn", None)
         else:

@@ -236,8 +236,9 @@ class LlamaCppChatModel:
         load: dict[str, Any] = {
             "n_threads": physical_cores(),
             "n_gpu_layers": -1 if gpu else 0,
-            # measured on a 2-core CPU: flash attention made decode ~5x slower; on GPUs it is the fast path
-            "flash_attn": gpu,
+            # "auto": every llama.cpp backend implements flash attention; on a 2-core CPU it made decode
+            # 10x and prefill 2-4x faster than without (demo model, see benchmarks/decode_efficiency.py)
+            "flash_attn": True,
             "n_batch": 2048,
             "n_ubatch": 512,
             # ggml's AMX matmul (an "extra buffer type") crashed with SIGSEGV on an AMX Xeon under KVM
