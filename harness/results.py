@@ -29,6 +29,7 @@ RESULT_FILE = "result.json"
 AIDER_RESULT_FILE = ".aider.results.json"
 RUN_FILE = "run.json"
 STATS_FILE = "stats.json"
+STATS_YAML_FILE = "stats.yaml"
 WORKSPACES_DIR = "workspaces"
 TEST_OUTPUT_CAP = 20_000
 """Characters of test output kept per try in result.json (head and tail are kept)."""
@@ -332,6 +333,8 @@ class RunInfo(_Model):
     """OS and version."""
     machine: str = ""
     """CPU architecture, processor and logical CPU count."""
+    peak_memory_mb: float | None = None
+    """Peak resident memory of the localcode process (model included) over the run's sessions."""
 
     def resume_key(self) -> dict[str, Any]:
         """The facts that must match for a rerun to continue this run rather than start a new one."""
@@ -421,4 +424,8 @@ class ResultStore:
         return {r.id for r in self.results() if not r.finished}
 
     def write_stats(self, stats: dict[str, Any]) -> None:
+        """``stats.json`` and Aider's leaderboard-entry ``stats.yaml``."""
+        from localcode.harness.stats import aider_yaml
+
         atomic_write_text(self.run_dir / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+        atomic_write_text(self.run_dir / STATS_YAML_FILE, aider_yaml(stats))

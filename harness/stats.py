@@ -87,8 +87,11 @@ def compute_stats(
         "cached_tokens": usage.cached_tokens,
         "completion_tokens": usage.completion_tokens,
         "model_calls": usage.model_calls,
-        "prefill_tokens_per_s": round(usage.prompt_tokens / (usage.prompt_ms / 1000), 1) if usage.prompt_ms else None,
-        "decode_tokens_per_s": round(usage.completion_tokens / (usage.decode_ms / 1000), 1) if usage.decode_ms else None,
+        "prompt_eval_tokens": usage.prompt_eval_tokens,
+        # Rates over the tokens the backend actually evaluated / generated (cached tokens cost nothing).
+        "prefill_tokens_per_s": round(usage.prompt_eval_tokens / (usage.prompt_ms / 1000), 1) if usage.prompt_ms else None,
+        "decode_tokens_per_s": round(usage.decode_tokens / (usage.decode_ms / 1000), 1) if usage.decode_ms else None,
+        "repairs": usage.repairs,
         "tool_calls": dict(sorted(usage.tool_calls.items())),
         "tool_errors": dict(sorted(usage.tool_errors.items())),
         "seconds_per_case": round((agent_s + test_s) / n, 2) if n else 0.0,
@@ -118,7 +121,28 @@ def compute_stats(
         stats["date"] = run_info.created_at
         stats["versions"] = run_info.localcode_version
         stats["commit_hash"] = run_info.localcode_commit or ""
+        model = run_info.agent_info.get("model") or {}
+        stats["model_load_seconds"] = model.get("load_seconds")
+        stats["peak_memory_mb"] = run_info.peak_memory_mb
     return stats
+
+
+AIDER_YAML_KEYS = (
+    "dirname", "test_cases", "model", "edit_format", "commit_hash", "pass_rate_1", "pass_rate_2", "pass_num_1",
+    "pass_num_2", "percent_cases_well_formed", "error_outputs", "num_malformed_responses",
+    "num_with_malformed_responses", "user_asks", "lazy_comments", "syntax_errors", "indentation_errors",
+    "exhausted_context_windows", "prompt_tokens", "completion_tokens", "test_timeouts", "total_tests", "command",
+    "date", "versions", "seconds_per_case", "total_cost",
+)
+"""The keys of an entry in Aider's leaderboard YAML (aider/website/_data/polyglot_leaderboard.yml)."""
+
+
+def aider_yaml(stats: dict[str, Any]) -> str:
+    """``stats.yaml``: the run as one entry of Aider's leaderboard YAML (a one-item list)."""
+    import yaml
+
+    entry = {k: stats[k] for k in AIDER_YAML_KEYS if k in stats}
+    return yaml.safe_dump([entry], sort_keys=False, allow_unicode=True)
 
 
 def render_stats(stats: dict[str, Any]) -> Any:
@@ -137,7 +161,8 @@ def render_stats(stats: dict[str, Any]) -> Any:
     for key in ("seconds_per_case", "agent_seconds_per_case", "test_seconds_per_case", "test_timeouts",
                 "infrastructure_errors", "missing_results", "percent_cases_well_formed",
                 "num_malformed_responses", "exhausted_context_windows", "prompt_tokens", "cached_tokens",
-                "completion_tokens", "decode_tokens_per_s"):
+                "completion_tokens", "prefill_tokens_per_s", "decode_tokens_per_s", "model_load_seconds",
+                "peak_memory_mb"):
         value = stats.get(key)
         if value is None:
             continue

@@ -15,8 +15,9 @@ from localcode.harness.bench import OracleSolver
 from localcode.harness.dataset import load_dataset
 from localcode.harness.oracle import reference_files
 from localcode.harness.workspace import create_workspace, listing, protected_paths, workspace_dir
+from sandbox_util import dataset_root
 
-DATASET = Path("/work/shared/datasets/polyglot-benchmark")
+DATASET = dataset_root()
 ONE_PER_LANGUAGE = ["cpp/all-your-base", "go/bowling", "java/bowling", "javascript/bowling",
                     "python/bowling", "rust/bowling"]
 

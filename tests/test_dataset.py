@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from localcode.errors import DatasetError
+from sandbox_util import dataset_root
 from localcode.harness.dataset import content_hash, dataset_identity, load_dataset, resolve_dataset_dir
 
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "polyglot-benchmark"
-if not DATASET.is_dir():
-    DATASET = Path("/work/shared/datasets/polyglot-benchmark")
+DATASET = dataset_root()
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,9 @@ from localcode.harness.results import (
     cap_text,
 )
 from localcode.harness.stats import compute_stats
+from sandbox_util import dataset_root
 
-DATASET = Path("/work/shared/datasets/polyglot-benchmark")
+DATASET = dataset_root()
 IDS = ["python/bowling", "go/bowling", "rust/bowling", "java/bowling"]
 
 

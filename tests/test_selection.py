@@ -8,8 +8,9 @@ import pytest
 
 from localcode.harness.dataset import load_dataset
 from localcode.harness.selection import Selection, SelectionError, select, split_csv
+from sandbox_util import dataset_root
 
-DATASET = Path("/work/shared/datasets/polyglot-benchmark")
+DATASET = dataset_root()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ from localcode.harness.workspace import (
     workspace_dir,
 )
 
-DATASET = Path("/work/shared/datasets/polyglot-benchmark")
+from sandbox_util import dataset_root  # noqa: E402
+
+DATASET = dataset_root()
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,17 @@ def localcode_commit() -> str | None:
     return f"{head}+dirty" if dirty else head
 
 
+def peak_memory_mb() -> float | None:
+    """Peak resident memory of this process so far (the model included), in MB."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
 def machine_facts() -> dict[str, str]:
     """python, platform and machine strings for run.json."""
     return {
@@ -302,6 +313,9 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
                         options=BenchOptions(tries=tries, jobs=jobs, visible_tests=visible_tests,
                                              agent_timeout_s=agent_timeout),
                         run_info=info, progress=progress).run(todo)
+            peaks = [p for p in (previous.peak_memory_mb if previous else None, peak_memory_mb()) if p is not None]
+            info.peak_memory_mb = max(peaks) if peaks else None
+            store.write_run_info(info)
         elif previous is None:
             run_dir.mkdir(parents=True, exist_ok=True)
             store.write_run_info(info)
