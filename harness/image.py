@@ -114,7 +114,7 @@ def ensure_image(
         ca_bundle: a CA bundle file to trust while installing npm packages; ``True``
             means ``default_ca_bundle()``, ``False``/``None`` means none.
         base_image: use this base instead of finding one (``$LOCALCODE_BASE_IMAGE`` too).
-        rebuild: build even if the tagged image exists.
+        rebuild: build again from scratch (no layer cache) even if the tagged image exists.
         context: the build context (default: the shipped ``docker/`` folder).
         client: a Docker client to reuse.
 
@@ -123,7 +123,7 @@ def ensure_image(
         ImageBuildError: the base image or the test image could not be built.
     """
     progress = progress or _stderr_progress()
-    client = client or docker_client(timeout=600)
+    client = client or docker_client(timeout=3600)  # a silent build step may take long
     context = context or docker_dir()
     tag = image_tag(context)
     if not rebuild and _image_exists(client, tag):
@@ -134,7 +134,7 @@ def ensure_image(
         raise ImageBuildError(f"CA bundle {bundle} does not exist: pass an existing file or none")
     progress(f"building the test image {tag} from {base} (several minutes the first time)")
     start = time.monotonic()
-    _build(client, context, tag, base, bundle, progress)
+    _build(client, context, tag, base, bundle, progress, no_cache=rebuild)
     progress(f"built {tag} in {time.monotonic() - start:.0f} s")
     return tag
 
@@ -146,6 +146,8 @@ def _build(
     base: str,
     bundle: Path | None,
     progress: Progress,
+    *,
+    no_cache: bool = False,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="localcode-image-") as tmp:
         ctx = Path(tmp) / "context"
@@ -164,6 +166,7 @@ def _build(
                 rm=True,
                 forcerm=True,
                 pull=False,
+                nocache=no_cache,
                 decode=True,
                 labels={"localcode.context-hash": tag.split(":", 1)[1]},
             ):
@@ -245,7 +248,7 @@ def make_base_image(
         ImageBuildError: debootstrap is missing, not root, or debootstrap/import failed.
     """
     progress = progress or _stderr_progress()
-    client = client or docker_client(timeout=600)
+    client = client or docker_client(timeout=3600)  # a silent build step may take long
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         raise ImageBuildError(
