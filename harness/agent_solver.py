@@ -72,6 +72,7 @@ class ModelSession:
 
     def __init__(self, solver: ModelSolver, exercise: Exercise, workspace: Path) -> None:
         self.solver = solver
+        self.model = solver.model
         self.exercise = exercise
         sandbox = solver.sandbox
         self.ctx = ToolContext(
@@ -80,14 +81,14 @@ class ModelSession:
             sandbox=sandbox,
             shell_cwd=workspace if sandbox is not None else None,
             shell_enabled=sandbox is not None,
-            model=solver.model,
+            model=self.model,
         )
         self.history: list[Message] | None = None
 
     def attempt(self, prompt: str, try_index: int, deadline: float | None) -> AttemptReport:
         logger = RunLogger(self.solver.log_base(self.exercise, try_index), console=self.solver.console,
                            prefix=f"{self.exercise.id} try {try_index}: ")
-        run = run_agent(self.solver.model, self.solver.config, prompt, self.ctx, self.history,
+        run = run_agent(self.model, self.solver.config, prompt, self.ctx, self.history,
                         logger=logger, deadline=deadline)
         self.history = run.messages
         return report_of(run)
