@@ -166,7 +166,10 @@ class LocalSandbox(Sandbox):
     No network, memory or process limits: only the workspace copy and the timeout
     (the command gets its own process group, killed as a whole). The per-language
     scripts of ``docker/bin`` are put first on ``PATH``; Rust builds share one target
-    folder under ``cache_dir`` so crates compile once.
+    folder under ``cache_dir`` so crates compile once. JavaScript needs the jest
+    toolchain installed once (``npm ci`` in ``docker/npm``) and
+    ``LOCALCODE_NODE_MODULES`` pointing at its ``node_modules``; Java needs Debian's
+    ``junit5`` (or ``JUNIT_CONSOLE`` naming a JUnit console launcher jar).
     """
 
     def __init__(self, root: Path, *, cache_dir: Path | None = None, kill_grace_s: float = 2.0) -> None:
