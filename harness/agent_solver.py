@@ -128,6 +128,13 @@ class ModelSolver:
         return self.run_dir / exercise.language / exercise.name / f"try-{try_index}"
 
     def start(self, exercise: Exercise, workspace: Path) -> ModelSession:
+        """A fresh session for ``exercise``; logs of an earlier, interrupted start of it are removed
+        (a task always starts over at try 1, and its logs must not mix two runs)."""
+        base = self.log_base(exercise, 1)
+        if base is not None and base.parent.is_dir():
+            for stale in base.parent.glob("try-*"):
+                if stale.is_file():
+                    stale.unlink()
         return ModelSession(self, exercise, workspace)
 
     def info(self) -> dict[str, Any]:

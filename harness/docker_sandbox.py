@@ -22,6 +22,7 @@ neither its own workspace nor another task's.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -43,6 +44,9 @@ SCRATCH = "/scratch"
 
 LABEL = "localcode.sandbox"
 """Label on every sandbox container (value: the host process id), to find leftovers."""
+
+HOST_LABEL = "localcode.host"
+"""Label on every sandbox container (value: the host name): process ids mean something only there."""
 
 # $1 workspace (container path)  $2 private copy  $3 timeout seconds  $4 kill grace  $5.. argv
 _WRAPPER = r"""
@@ -201,6 +205,10 @@ class DockerSandbox(Sandbox):
             if mode & 0o005 != 0o005:
                 self.root.chmod(mode | 0o005)
         self._client = client or docker_client()
+        try:
+            remove_stale_containers(self._client)  # left by a run that was killed (SIGKILL, power loss)
+        except Exception:  # noqa: BLE001 - housekeeping must not stop a run
+            pass
         self._closed = False
         self._lock = threading.Lock()
         name = f"localcode-sandbox-{uuid.uuid4().hex[:12]}"
@@ -225,7 +233,7 @@ class DockerSandbox(Sandbox):
                     "/tmp": "size=1g,mode=1777,exec",
                 },
                 environment={"HOME": "/tmp"},
-                labels={LABEL: str(os.getpid())},
+                labels={LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()},
                 working_dir=SCRATCH,
             )
         except Exception as err:  # noqa: BLE001
@@ -343,10 +351,17 @@ class DockerSandbox(Sandbox):
 
 
 def remove_stale_containers(client: docker.DockerClient | None = None) -> int:
-    """Remove sandbox containers whose host process is gone (after a hard kill). Returns how many."""
+    """Remove sandbox containers whose process on this host is gone (after a hard kill).
+
+    Containers labelled with another host name are left alone: their process ids are not
+    ours to check. Returns how many were removed.
+    """
     client = client or docker_client()
     removed = 0
+    here = socket.gethostname()
     for c in client.containers.list(all=True, filters={"label": LABEL}):
+        if c.labels.get(HOST_LABEL, here) != here:
+            continue
         pid = int(c.labels.get(LABEL, "0") or 0)
         if pid and _pid_alive(pid):
             continue
@@ -370,4 +385,4 @@ def _one_line(err: BaseException) -> str:
     return text[:400] or type(err).__name__
 
 
-__all__ = ["DockerSandbox", "docker_client", "engine_url", "import_docker_sdk", "remove_stale_containers"]
+__all__ = ["HOST_LABEL", "LABEL", "DockerSandbox", "docker_client", "engine_url", "import_docker_sdk", "remove_stale_containers"]

@@ -423,6 +423,21 @@ class ResultStore:
         """Tasks whose result holds an infrastructure error: ``--retry-errors`` reruns these."""
         return {r.id for r in self.results() if not r.finished}
 
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temporary files of writes that a killed process never finished
+        (``.<name>.*.tmp`` beside ``run.json`` and in the task folders); returns them.
+
+        Only for a run no other process is writing: call it before resuming.
+        """
+        removed = []
+        for pattern in (".*.tmp", "*/*/.*.tmp"):
+            for path in self.run_dir.glob(pattern):
+                if path.parent.parent.name == WORKSPACES_DIR or not path.is_file():
+                    continue
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
     def write_stats(self, stats: dict[str, Any]) -> None:
         """``stats.json`` and Aider's leaderboard-entry ``stats.yaml``."""
         from localcode.harness.stats import aider_yaml

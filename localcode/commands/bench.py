@@ -277,6 +277,7 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
                 "dataset differ): pick another --run-name/--results-dir, or pass --new"
             )
         info.created_at = previous.created_at
+        store.remove_temp_files()  # left by a process killed mid-write
     info.run_name = run_dir.name
 
     existing = {r.id: r for r in store.results()}
