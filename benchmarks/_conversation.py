@@ -49,20 +49,46 @@ class Turn:
     result: ChatResult
 
 
-def run(model: ChatModel, results: list[str], max_tokens: int = 48) -> list[Turn]:
-    """Play the conversation: one model call per tool result (plus the first), timing each call."""
-    messages: list[Message] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TASK}]
-    opts = ChatOptions(max_tokens=max_tokens, temperature=0.0, seed=1, tool_choice="required", tool_call_grammar=True)
-    turns: list[Turn] = []
-    for i in range(len(results) + 1):
+class Conversation:
+    """One side of the benchmark conversation, played a turn at a time (so two sides can alternate).
+
+    ``tools=True``: the tools are in the request and calls are grammar-forced; the tool result
+    answers the call. ``tools=False``: plain text turns, the result comes back as a user message
+    (for servers that cannot force this template's tool-call format).
+    """
+
+    def __init__(self, model: ChatModel, results: list[str], max_tokens: int = 48, tools: bool = True) -> None:
+        self.model = model
+        self.results = results
+        self.tools = TOOLS if tools else None
+        self.messages: list[Message] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TASK}]
+        self.opts = ChatOptions(max_tokens=max_tokens, temperature=0.0, seed=1,
+                                tool_choice="required" if tools else "auto", tool_call_grammar=tools)
+        self.turns: list[Turn] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.turns) > len(self.results)
+
+    def step(self) -> Turn:
+        """One model call, timed; then the next tool result joins the history."""
         t0 = time.perf_counter()
-        r = model.chat(messages, TOOLS, opts)
-        turns.append(Turn(time.perf_counter() - t0, r))
-        if i == len(results):
-            break
-        messages.append(r.to_message())
-        if r.tool_calls:
-            messages.append({"role": "tool", "tool_call_id": r.tool_calls[0].id, "content": results[i]})
-        else:
-            messages.append({"role": "user", "content": results[i]})
-    return turns
+        r = self.model.chat(self.messages, self.tools, self.opts)
+        turn = Turn(time.perf_counter() - t0, r)
+        i = len(self.turns)
+        self.turns.append(turn)
+        if i < len(self.results):
+            self.messages.append(r.to_message())
+            if r.tool_calls:
+                self.messages.append({"role": "tool", "tool_call_id": r.tool_calls[0].id, "content": self.results[i]})
+            else:
+                self.messages.append({"role": "user", "content": self.results[i]})
+        return turn
+
+
+def run(model: ChatModel, results: list[str], max_tokens: int = 48, tools: bool = True) -> list[Turn]:
+    """Play the whole conversation: one model call per tool result (plus the first)."""
+    c = Conversation(model, results, max_tokens, tools)
+    while not c.done:
+        c.step()
+    return c.turns
