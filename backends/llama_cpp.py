@@ -585,7 +585,8 @@ class LlamaCppChatModel:
                 tokens = self._tokenize(trigger, add_bos=False)
                 grammar.add_grammar_lazy_patterns(self._llm._model, g, [_regex_escape(trigger)],
                                                   tokens if len(tokens) == 1 else [])
-        return _Sampler(self._llama_cpp, chain, grammar, self._llm.n_vocab())
+        greedy = p.temperature <= 0 and (p.repeat_penalty, p.frequency_penalty, p.presence_penalty) == (1.0, 0.0, 0.0)
+        return _Sampler(self._llama_cpp, chain, grammar, self._llm.n_vocab(), argmax=greedy)
 
 
 class _Sampler:
@@ -597,8 +598,11 @@ class _Sampler:
     candidates and the chain picks again.
     """
 
-    def __init__(self, llama_cpp: Any, chain: Any, grammar: Any | None, n_vocab: int) -> None:
+    def __init__(self, llama_cpp: Any, chain: Any, grammar: Any | None, n_vocab: int, argmax: bool = False) -> None:
         self._c = llama_cpp
+        self._argmax = argmax
+        """Plain greedy decoding: the first maximal logit, as llama.cpp's greedy sampler picks it, without
+        copying the vocabulary into a candidate array first."""
         self._chain = chain
         self._grammar = grammar
         self._n_vocab = n_vocab
@@ -614,9 +618,12 @@ class _Sampler:
 
     def sample(self, ctx: Any, idx: int = -1) -> int:
         c = self._c
-        if self._grammar is None:
-            return int(c.llama_sampler_sample(self._chain.sampler, ctx.ctx, idx))
         import numpy as np
+
+        if self._grammar is None:
+            if self._argmax:
+                return int(np.argmax(np.ctypeslib.as_array(c.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))))
+            return int(c.llama_sampler_sample(self._chain.sampler, ctx.ctx, idx))
 
         logits = np.ctypeslib.as_array(c.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
         cands = self._all
