@@ -57,9 +57,16 @@ if ! { mkdir -p "$dst" && cp -R "$src/." "$dst/" && chmod -R u+w "$dst"; }; then
     echo "localcode-exec: cannot copy the workspace"; exit 125
 fi
 cd "$dst" || exit 125
-timeout -k "$grace" "$t" "$@"
+# timeout leads a process group of its own (its pid is the group id) holding the command
+# and whatever it starts without leaving the group; at the timeout it signals that group.
+timeout -k "$grace" "$t" "$@" </dev/null &
+group=$!
+wait "$group"
 rc=$?
 cd /
+# kill is a shell builtin: it works even when a fork bomb has used up the pids limit.
+i=0
+while [ "$i" -lt 50 ] && kill -9 -"$group" 2>/dev/null; do i=$((i + 1)); done
 _lc_kill_leftovers() {
     for p in /proc/[0-9]*; do
         [ "${p#/proc/}" = "$$" ] && continue
