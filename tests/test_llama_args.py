@@ -124,6 +124,9 @@ def test_every_gguf_config_loads_and_maps(name: str) -> None:
             assert key in args.load, (flag, args.load)
     if "--parallel" in extra:
         assert "--parallel 1" in args.not_applicable
+    from localcode.agent.tools.registry import ToolRegistry
+
+    assert ToolRegistry.from_config(cfg).names()  # every tool name (old aliases included) resolves
 
 
 def test_reference_settings_survive() -> None:
