@@ -127,3 +127,28 @@ def test_unreachable_engine_is_one_actionable_line(tmp_path, monkeypatch):
     msg = str(info.value)
     assert msg == f"Docker engine not reachable at unix://{tmp_path}/no-docker.sock: start Docker Desktop or dockerd"
     assert "\n" not in msg and os.environ["DOCKER_HOST"].endswith("no-docker.sock")
+
+
+def test_runner_with_the_local_sandbox_python(tmp_path):
+    """The same TestRunner on host toolchains: pytest is on every machine that runs these tests."""
+    from sandbox_util import dataset_root
+
+    from localcode.harness.dataset import load_dataset
+    from localcode.harness.oracle import reference_files
+    from localcode.harness.runner import TestRunner
+    from localcode.harness.workspace import create_workspace
+
+    ex = load_dataset(dataset_root(), warn=False).by_id()["python/bowling"]
+    with LocalSandbox(tmp_path, cache_dir=tmp_path / "cache") as box:
+        runner = TestRunner(box, timeout=60)
+        ref = create_workspace(ex, tmp_path / "ref" / ex.name)
+        for dest, src in reference_files(ex).items():
+            (ref / dest).write_bytes(src.read_bytes())
+        good = runner.run(ex, ref)
+        assert good.passed, good.output
+        bad = runner.run(ex, create_workspace(ex, tmp_path / "stub" / ex.name))
+        assert not bad.passed and bad.exit_code == 1 and "failed" in bad.output
+        slow = create_workspace(ex, tmp_path / "slow" / ex.name)
+        (slow / ex.solution_files[0]).write_text("while True:\n    pass\n")
+        timed = TestRunner(box, timeout=2).run(ex, slow)
+        assert timed.timed_out and not timed.passed and "timed out" in timed.output
