@@ -77,6 +77,13 @@ class Language(BaseModel):
     tools: tuple[str, ...] = ()
     """Executables the test command needs, checked by ``LocalSandbox`` users."""
 
+    def missing_tools(self, path: str | None = None) -> list[str]:
+        """The ``tools`` not found on ``path`` (default ``$PATH``): what ``--sandbox local``
+        needs installed on the host before it can test this language."""
+        import shutil
+
+        return [tool for tool in self.tools if shutil.which(tool, path=path) is None]
+
     def prepare_test_file(self, path: str, text: str) -> str:
         """Apply this language's rewrites to the test file at relative ``path``."""
         for rewrite in self.test_rewrites:

@@ -143,3 +143,11 @@ def test_cap_output_keeps_head_and_tail():
     assert capped.endswith("line 4999")
     assert "lines of test output omitted" in capped
     assert cap_output("short", 2000) == "short"
+
+
+def test_missing_tools_are_named(tmp_path):
+    python = get_language("python")
+    assert python.missing_tools(path=str(tmp_path)) == ["pytest"]
+    (tmp_path / "pytest").write_text("#!/bin/sh\n")
+    (tmp_path / "pytest").chmod(0o755)
+    assert python.missing_tools(path=str(tmp_path)) == []
