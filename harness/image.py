@@ -59,12 +59,15 @@ def _context_files(root: Path) -> Iterator[Path]:
 
 
 def context_hash(root: Path | None = None) -> str:
-    """A short hash of the build context's file names, contents and exec bits."""
+    """A short hash of the build context's file names and contents.
+
+    File modes are left out: an installed wheel may not keep them, and the Dockerfile
+    sets the modes it needs.
+    """
     root = root or docker_dir()
     digest = hashlib.sha256()
     for path in _context_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(b"x" if os.access(path, os.X_OK) else b"-")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
