@@ -25,6 +25,7 @@ sessions and re-raises; finished results are already on disk, half-done tasks ha
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -251,18 +252,24 @@ def _file_list(exercise: Exercise) -> str:
     return " ".join(Path(f).name for f in exercise.solution_files)
 
 
-def _template(name: str) -> Any:
+@functools.cache
+def _environment(folder: str) -> Any:
+    # One environment per prompts folder: it keeps the compiled templates (compiling one
+    # per task was a measurable part of the harness overhead, benchmarks/bench_overhead.py).
     import jinja2
 
-    from localcode import paths
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(paths.package_dir("prompts"))),
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
         keep_trailing_newline=True,
         autoescape=False,
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template(name)
+
+
+def _template(name: str) -> Any:
+    from localcode import paths
+
+    return _environment(str(paths.package_dir("prompts"))).get_template(name)
 
 
 def first_prompt(exercise: Exercise) -> str:

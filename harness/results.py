@@ -46,9 +46,11 @@ def cap_text(text: str, limit: int = TEST_OUTPUT_CAP) -> str:
     return f"{text[:half]}\n... [{dropped} characters cut] ...\n{text[-half:]}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, sync_dir: bool = True) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never half.
 
+    ``sync_dir=False`` skips the fsync of the folder, for a caller that writes another file
+    into the same folder next and syncs it then (one folder sync covers both renames).
     Raises OSError when the folder cannot be written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,8 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+    if not sync_dir:
+        return
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
@@ -394,7 +398,7 @@ class ResultStore:
         """
         folder = self.task_dir(result.id)
         aider = result.to_aider(run_info, folder)
-        atomic_write_text(folder / AIDER_RESULT_FILE, json.dumps(aider, indent=4) + "\n")
+        atomic_write_text(folder / AIDER_RESULT_FILE, json.dumps(aider, indent=4) + "\n", sync_dir=False)
         atomic_write_text(folder / RESULT_FILE, result.model_dump_json(indent=2) + "\n")
 
     def read(self, task_id: str) -> TaskResult | None:
