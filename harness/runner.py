@@ -1,7 +1,8 @@
 """Running an exercise's tests in a sandbox and turning the result into a prompt-ready outcome.
 
-Before every run the test files (and the read-only editor files and the build files
-that must not change, the "invalidators") are copied fresh from the dataset into the
+Before every run the test files with their support files, the read-only editor files,
+the invalidators (``go.mod``, ``build.gradle``) and the build files the harness relies
+on (``CMakeLists.txt``, ``package.json``) are copied fresh from the dataset into the
 workspace, so an agent that edited them gains nothing; then the language's test-file
 rewrites are applied (``xtest(`` → ``test(``, ``@Disabled`` removed), and the
 language's command runs in the sandbox.
@@ -46,7 +47,8 @@ class TestOutcome(BaseModel):
     exit_code: int | None
     """The test command's exit status; None when it was killed at the timeout."""
     duration_s: float
-    """Wall-clock seconds of the run inside the sandbox (copying excluded)."""
+    """Wall-clock seconds of the run in the sandbox, including its private copy of the
+    workspace (about 0.1 s with Docker)."""
     output: str
     """Cleaned, capped output, ready to show the model."""
     command: str
