@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default=os.environ.get("LOCALCODE_IMAGE"), help="test image (default: built from docker/)")
     ap.add_argument("--profile", action="store_true", help="cProfile both threads; print the top functions on stderr")
     ap.add_argument("--per-task", action="store_true", help="print each task's seconds by category and step")
-    ap.add_argument("--out", type=Path, default=None, help="run folder (default: a temp folder)")
+    ap.add_argument("--out", type=Path, default=None, help="keep the run folder here (default: a temp folder, removed)")
     args = ap.parse_args(argv)
 
     from localcode.harness.docker_sandbox import DockerSandbox
@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench_mod.wait = real_wait  # type: ignore[assignment]
         box.close()
+        if args.out is None:
+            remove_tree(out)
 
     failed = [r.id for r in results if not r.passed or r.error]
     if failed:
