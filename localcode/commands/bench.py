@@ -292,6 +292,10 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
         if todo:
             run_dir.mkdir(parents=True, exist_ok=True)
             store.workspaces_dir.mkdir(parents=True, exist_ok=True)
+            if previous is None:
+                # Written before anything slow, so a run killed during start-up is found and resumed;
+                # rewritten below once the image id and the model facts are known.
+                store.write_run_info(info)
             box, image_id = open_sandbox(sandbox, store.workspaces_dir, ca_bundle=ca_bundle, image=image)
             stack.callback(box.close)
             info.image_id = image_id
