@@ -15,12 +15,14 @@ is not reached):
   parameters, asked through the ``openai`` client (``/v1/completions`` with the same prompt
   text: its leanest path).
 
-The variants run interleaved, ``--repeats`` times each; the median wall time per request is
-reported, with ms per generated token and the ratios:
+The variants run interleaved, ``--repeats`` times each; the median and the best wall time per
+request are reported, with ms per generated token and the ratios (of medians and of bests):
 
     serve / in-process         (target: within 1.10)
     llama_cpp.server / llama_cpp in-process  (its own overhead)
     serve / llama_cpp.server   (target: below 1.0)
+
+Last, serve's own cost per streamed token is measured with a fake model that does no work.
 
     python benchmarks/serve_overhead.py [--agent gguf/gemma-3-270m] [--tokens 128] [--repeats 5]
 
@@ -31,6 +33,7 @@ pydantic-settings, sse-starlette; in the ``test`` extra).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -38,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,45 @@ import openai
 from localcode.backends.base import ChatOptions
 
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
+
+
+LLAMA_SERVER_LAUNCHER = """
+import runpy, sys
+import llama_cpp.llama_cpp as low
+if sys.argv.pop(1) == "False":
+    original = low.llama_model_default_params
+    def patched():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+    low.llama_model_default_params = patched
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""Runs ``python -m llama_cpp.server`` with the load setting localcode's backend used that the
+server has no flag for: ``use_extra_bufts=False`` (ggml's AMX buffers crash llama-cpp-python
+0.3.36 on some CPUs; without it ``llama_cpp.Llama`` segfaults on its first decode there)."""
+
+
+@contextlib.contextmanager
+def _extra_bufts(llama_cpp: Any, enabled: bool) -> Iterator[None]:
+    """Load a ``Llama`` with ggml's extra buffer types on or off (as localcode's backend did)."""
+    if enabled:
+        yield
+        return
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
+
+    def patched() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = patched
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
 
 
 def free_port() -> int:
@@ -82,6 +124,65 @@ def timed(fn: Callable[[], int]) -> tuple[float, int]:
     t0 = time.perf_counter()
     n = fn()
     return time.perf_counter() - t0, n
+
+
+class InstantModel:
+    """A fake ``ChatModel`` that streams ``n`` one-word deltas without any decode work."""
+
+    def __init__(self, n: int) -> None:
+        from localcode.backends.base import ModelInfo
+
+        self.n = n
+        self.info = ModelInfo(backend="fake", model="instant")
+
+    def stream(self, messages: Any, tools: Any = None, options: Any = None) -> Iterator[Any]:
+        from localcode.backends.base import ChatResult, StreamEvent, Usage
+
+        for i in range(self.n):
+            yield StreamEvent(kind="content", text=" word")
+        yield StreamEvent(kind="done", result=ChatResult(content=" word" * self.n, finish_reason="length",
+                                                         usage=Usage(prompt_tokens=1, completion_tokens=self.n)))
+
+    def chat(self, messages: Any, tools: Any = None, options: Any = None) -> Any:
+        return [e for e in self.stream(messages)][-1].result
+
+    def close(self) -> None:
+        pass
+
+
+def pipeline_cost(n: int = 2000, repeats: int = 3) -> float:
+    """Microseconds ``serve`` adds per streamed token with no model work: worker thread → event loop →
+    chunk JSON → SSE → the ``openai`` client's parsing (client and server share this process)."""
+    import threading
+
+    import uvicorn
+
+    from localcode.server import create_app
+
+    app = create_app(InstantModel(n), "instant")  # type: ignore[arg-type]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}/v1", api_key="x", max_retries=0)
+    best = float("inf")
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pieces = sum(1 for c in client.chat.completions.create(model="instant", messages=PROMPT, stream=True)
+                         if c.choices and c.choices[0].delta.content)
+            direct = time.perf_counter()
+            assert pieces == n, pieces
+            t1 = time.perf_counter()
+            assert sum(1 for e in InstantModel(n).stream(PROMPT) if e.kind == "content") == n
+            best = min(best, ((direct - t0) - (time.perf_counter() - t1)) / n * 1e6)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    return best
 
 
 def main() -> None:
@@ -152,11 +253,15 @@ def main() -> None:
         if not args.no_llama_server:
             import llama_cpp
 
-            prompt_text = model.template.render(PROMPT, add_generation_prompt=True)  # type: ignore[attr-defined]
             load = {"n_ctx": n_ctx, "n_threads": threads, "n_threads_batch": threads,
                     "n_batch": details.get("n_batch") or 2048, "n_ubatch": details.get("n_ubatch") or 512,
                     "flash_attn": bool(details.get("flash_attn", True)), "n_gpu_layers": info.gpu_layers or 0}
-            llm = llama_cpp.Llama(model_path=str(info.path), verbose=False, **load)
+            extra_bufts = details.get("use_extra_bufts", True) is not False
+            with _extra_bufts(llama_cpp, extra_bufts):
+                llm = llama_cpp.Llama(model_path=str(info.path), verbose=False, **load)
+            # the same prompt tokens: localcode's rendered prompt, minus the BOS text Llama adds itself
+            rendered = model.template.render(PROMPT, add_generation_prompt=True)  # type: ignore[attr-defined]
+            prompt_text = rendered.removeprefix(llm.detokenize([llm.token_bos()], special=True).decode())
             completion = {"temperature": 0.0, "seed": 1, "max_tokens": args.tokens, "top_p": 0.95, "top_k": 40,
                           "min_p": 0.05, "repeat_penalty": 1.0}
 
@@ -170,8 +275,8 @@ def main() -> None:
             variants["llama_cpp in-process stream"] = llama_inproc_stream
 
             lport = free_port()
-            argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(info.path), "--host", "127.0.0.1",
-                    "--port", str(lport), "--verbose", "False"]
+            argv = [sys.executable, "-c", LLAMA_SERVER_LAUNCHER, str(extra_bufts),
+                    "--model", str(info.path), "--host", "127.0.0.1", "--port", str(lport), "--verbose", "False"]
             for key, value in load.items():
                 argv += [f"--{key}", str(value)]
             procs.append(start(argv, f"http://127.0.0.1:{lport}/v1/models"))
@@ -222,8 +327,12 @@ def main() -> None:
         print(f"{name:32} {med[name]:9.3f} {min(times[name]):7.3f} {'/'.join(map(str, sorted(tokens[name]))):>7} "
               f"{1000 * med[name] / n if n else float('nan'):9.2f}")
 
-    def ratio(a: str, b: str) -> float | None:
-        return med[a] / med[b] if a in med and b in med else None
+    best = {k: min(v) for k, v in times.items()}
+
+    def ratio(a: str, b: str) -> tuple[float, float] | None:
+        """(median ratio, best ratio): interference from other processes only adds time, so the
+        ratio of the fastest runs is the steadier figure on a shared machine."""
+        return (med[a] / med[b], best[a] / best[b]) if a in med and b in med else None
 
     ratios = {
         "serve non-streamed / in-process chat": ratio("localcode serve non-streamed", "localcode in-process chat"),
@@ -236,16 +345,21 @@ def main() -> None:
                                                                     "llama_cpp.server non-streamed"),
         "serve streamed / llama_cpp.server streamed": ratio("localcode serve streamed", "llama_cpp.server streamed"),
     }
-    print()
+    print(f"\n{'ratio':58} {'median':>7} {'best':>7}")
     for name, value in ratios.items():
         if value is not None:
-            print(f"{name:58} {value:6.3f}x")
+            print(f"{name:58} {value[0]:6.3f}x {value[1]:6.3f}x")
+    per_token_us = pipeline_cost()
+    decode_ms = min(r["ms_per_token"] for r in rows if r["path"].startswith("localcode in-process") and r["ms_per_token"])
+    print(f"\nserve's own cost per streamed token (fake model, client in the same process): {per_token_us:.0f} us "
+          f"= {per_token_us / 10 / decode_ms:.1f}% of the in-process {decode_ms:.1f} ms/token measured above")
     counts = {n for name in variants for n in tokens[name]}
     if len(counts) > 1:
         print(f"note: token counts differ between paths ({sorted(counts)}); compare ms/token", file=sys.stderr)
     if args.json:
         print(json.dumps({"model": info.model, "threads": threads, "max_tokens": args.tokens,
-                          "repeats": args.repeats, "rows": rows, "ratios": ratios}, indent=2))
+                          "repeats": args.repeats, "rows": rows, "ratios": ratios,
+                          "serve_us_per_streamed_token": per_token_us}, indent=2))
     model.close()
 
 
