@@ -724,7 +724,10 @@ def _training_context(llama_cpp: Any, path: Path) -> int:
     except ValueError:
         return 0
     try:
-        return int(m.n_ctx_train())
+        # a vocab-only load reads the metadata but not the hyper-parameters (n_ctx_train() is 0)
+        meta = m.metadata()
+        value = meta.get(f"{meta.get('general.architecture', '')}.context_length") or m.n_ctx_train()
+        return int(value or 0)
     finally:
         m.close()
 

@@ -198,3 +198,12 @@ def test_request_timeout_ends_generation_early(demo_gguf: Path, model: LlamaCppC
     finally:
         model.cfg = model.cfg.model_copy(update={"request_timeout": None})
     assert r.finish_reason == "length" and r.usage.completion_tokens == 1
+
+
+@pytest.mark.gguf
+def test_training_context_is_read_without_loading_weights(demo_gguf: Path) -> None:
+    import llama_cpp
+
+    from localcode.backends.llama_cpp import _training_context
+
+    assert _training_context(llama_cpp, demo_gguf) == 32768  # gemma3.context_length of the demo GGUF
