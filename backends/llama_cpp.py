@@ -586,6 +586,7 @@ class LlamaCppChatModel:
                 grammar.add_grammar_lazy_patterns(self._llm._model, g, [_regex_escape(trigger)],
                                                   tokens if len(tokens) == 1 else [])
         greedy = p.temperature <= 0 and (p.repeat_penalty, p.frequency_penalty, p.presence_penalty) == (1.0, 0.0, 0.0)
+        # (the greedy chain keeps no state, so skipping it for an argmax changes nothing)
         return _Sampler(self._llama_cpp, chain, grammar, self._llm.n_vocab(), argmax=greedy)
 
 
@@ -627,9 +628,12 @@ class _Sampler:
 
         logits = np.ctypeslib.as_array(c.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
         cands = self._all
-        cands.copy_logits(logits)
-        c.llama_sampler_apply(self._chain.sampler, self._byref(cands.candidates))
-        token = int(cands.candidates_data.id[cands.candidates.selected])
+        if self._argmax:
+            token = int(np.argmax(logits))
+        else:
+            cands.copy_logits(logits)
+            c.llama_sampler_apply(self._chain.sampler, self._byref(cands.candidates))
+            token = int(cands.candidates_data.id[cands.candidates.selected])
         self._one[0].id, self._one[0].logit, self._one[0].p = token, 1.0, 0.0
         self._one_arr.size, self._one_arr.selected = 1, -1
         c.llama_sampler_apply(self._grammar.sampler, self._byref(self._one_arr))

@@ -1,5 +1,5 @@
 """Prompt-cache reuse: an 8-turn agent-like conversation on the demo model, in-process,
-with KV reuse vs. a cache reset every turn.
+with KV reuse vs. a cache reset every turn (two loaded copies, alternating turn by turn).
 
     python benchmarks/kv_reuse.py [--turns 8] [--result-tokens 450]
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _conversation import run, source_chunks  # noqa: E402
+from _conversation import Conversation, source_chunks  # noqa: E402
 
 from localcode.backends.llama_cpp import LlamaCppChatModel  # noqa: E402
 from localcode.config import resolve_agent  # noqa: E402
@@ -30,16 +30,18 @@ def main() -> int:
     args = ap.parse_args()
 
     cfg = resolve_agent("gguf/gemma-3-270m")
-    model = LlamaCppChatModel(cfg)
+    # two loaded copies, one per mode, alternating turn by turn: changing machine load hits both alike
+    model = LlamaCppChatModel(cfg.model_copy(update={"cache": True}))
+    fresh = LlamaCppChatModel(cfg.model_copy(update={"cache": False}))
     print(f"model {model.info.path} ctx {model.info.context_window} threads {model.info.threads}", file=sys.stderr)
     results = source_chunks(args.turns - 1, args.result_tokens, model.count_tokens)
-
-    model.reset_cache()
-    model.cfg = cfg.model_copy(update={"cache": True})
-    reuse = run(model, results, args.max_tokens)
-    model.cfg = cfg.model_copy(update={"cache": False})
-    reset = run(model, results, args.max_tokens)
+    a, b = Conversation(model, results, args.max_tokens), Conversation(fresh, results, args.max_tokens)
+    while not a.done:
+        a.step()
+        b.step()
+    reuse, reset = a.turns, b.turns
     model.close()
+    fresh.close()
 
     print(f"{'turn':>4} {'added':>6} | {'reuse: eval':>11} {'cached':>6} {'s':>6} | {'reset: eval':>11} {'s':>6} | ok")
     all_ok = True
