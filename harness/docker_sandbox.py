@@ -93,35 +93,16 @@ def engine_url() -> str:
 
 
 def import_docker_sdk() -> Any:
-    """The Docker SDK module (``docker``), imported lazily.
-
-    In a localcode checkout the top-level ``docker/`` folder (the test image's build
-    context, a package for ``localcode.docker``) shadows the SDK whenever the checkout root
-    is on ``sys.path`` (``python -m ...`` run from there), so that entry is skipped.
+    """The Docker SDK module (``docker``), imported lazily so ``localcode --help`` stays fast.
 
     Raises:
         DockerUnavailable: the ``docker`` package is not installed.
     """
-    import importlib
-    import sys
-
-    loaded = sys.modules.get("docker")
-    if loaded is not None and hasattr(loaded, "from_env"):
-        return loaded
-    checkout = Path(__file__).resolve().parent.parent
-    saved = sys.path[:]
-    if loaded is not None:
-        del sys.modules["docker"]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != checkout]
     try:
-        module = importlib.import_module("docker")
+        import docker
     except ImportError:  # pragma: no cover - a core dependency
         raise DockerUnavailable("the docker Python package is missing: pip install docker") from None
-    finally:
-        sys.path[:] = saved
-    if not hasattr(module, "from_env"):  # pragma: no cover - defensive
-        raise DockerUnavailable(f"{module.__file__} shadows the docker package: run from another folder")
-    return module
+    return docker
 
 
 def docker_client(timeout: float = 120.0) -> docker.DockerClient:
