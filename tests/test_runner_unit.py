@@ -12,19 +12,9 @@ from localcode.errors import ConfigError
 from localcode.harness.dataset import load_dataset
 from localcode.harness.languages import LANGUAGES, get_language
 from localcode.harness.runner import cap_output, clean_output, restore_test_files
+from sandbox_util import dataset_root
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def dataset_root() -> Path:
-    for candidate in (
-        os.environ.get("LOCALCODE_TEST_DATASET"),
-        REPO.parent / "shared" / "datasets" / "polyglot-benchmark",
-        "/work/shared/datasets/polyglot-benchmark",
-    ):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.fail("the polyglot benchmark copy is missing: set LOCALCODE_TEST_DATASET")
 
 
 @pytest.fixture(scope="module")
