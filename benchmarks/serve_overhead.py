@@ -269,7 +269,8 @@ def main() -> None:
                 return int(llm.create_completion(prompt_text, **completion)["usage"]["completion_tokens"])
 
             def llama_inproc_stream() -> int:
-                return sum(1 for _ in llm.create_completion(prompt_text, stream=True, **completion))
+                return sum(1 for c in llm.create_completion(prompt_text, stream=True, **completion)
+                           if c["choices"][0]["text"])
 
             variants["llama_cpp in-process"] = llama_inproc
             variants["llama_cpp in-process stream"] = llama_inproc_stream
