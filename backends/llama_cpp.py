@@ -297,6 +297,70 @@ class LlamaCppChatModel:
                 raise ModelError("the model was closed")
             yield from self._generate(messages, tools, options)
 
+    def stream_text(self, prompt: str, options: ChatOptions | None = None) -> Iterator[StreamEvent]:
+        """Continue raw ``prompt`` without a chat template (``/v1/completions``).
+
+        ``content`` deltas, then ``done`` with the result. Stop strings and end-of-generation
+        tokens end it; the KV cache keeps the longest common prefix with the previous request.
+        Raises ``ContextWindowExceeded`` before evaluating a prompt that does not fit.
+        """
+        options = options or ChatOptions()
+        with self._lock:
+            if self._llm is None:
+                raise ModelError("the model was closed")
+            yield from self._complete(prompt, options)
+
+    def _complete(self, prompt: str, options: ChatOptions) -> Iterator[StreamEvent]:
+        params = self._params(options)
+        tokens = self._tokenize(prompt, add_bos=True)
+        n_ctx = self._llm.n_ctx()
+        if len(tokens) + 1 > n_ctx:
+            raise ContextWindowExceeded(len(tokens), n_ctx, params.max_tokens)
+        self._held = None  # the chat-turn delta logic must not build on a raw completion
+        keep = self._reusable_prefix(tokens) if self.cfg.cache else 0
+        max_tokens = min(params.max_tokens, n_ctx - len(tokens))
+        stops = [s for s in dict.fromkeys(params.stop) if s]
+        sampler = self._sampler(params, None, "none")
+        t0 = time.perf_counter()
+        self._truncate(keep)
+        try:
+            self._llm.eval(tokens[keep:])
+        except Exception as e:  # llama.cpp decode failure (out of memory, bad batch)
+            self._clear_kv()
+            raise ModelError(f"prompt evaluation failed: {e}") from None
+        prompt_ms = (time.perf_counter() - t0) * 1000.0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text, emitted, n_gen, finish = "", 0, 0, "length"
+        t1 = time.perf_counter()
+        while n_gen < max_tokens:
+            token = sampler.sample(self._llm._ctx, -1)
+            n_gen += 1
+            if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                finish = "stop"
+                break
+            text += decoder.decode(self._piece(token))
+            hit = _find_stop(text, stops, max(0, emitted - max((len(x) for x in stops), default=0)))
+            if hit is not None:
+                text, finish = text[: hit[0]], "stop"
+                break
+            safe = len(text) - _partial_stop_len(text, stops)
+            if safe > emitted:
+                yield StreamEvent(kind="content", text=text[emitted:safe])
+                emitted = safe
+            if n_gen < max_tokens:
+                self._eval_one(token)
+        if len(text) > emitted:
+            yield StreamEvent(kind="content", text=text[emitted:])
+        predicted_ms = (time.perf_counter() - t1) * 1000.0
+        result = ChatResult(
+            content=text, finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(prompt_tokens=len(tokens), cached_tokens=keep, completion_tokens=n_gen),
+            timings=Timings(prompt_n=len(tokens) - keep, cache_n=keep, prompt_ms=round(prompt_ms, 3),
+                            predicted_n=n_gen, predicted_ms=round(predicted_ms, 3)),
+            raw=text,
+        )
+        yield StreamEvent(kind="done", result=result)
+
     def close(self) -> None:
         """Free the model and its KV cache."""
         with self._lock:
@@ -483,6 +547,11 @@ class LlamaCppChatModel:
         if delta is not None:
             return self._llm.n_tokens, self._tokenize(delta, add_bos=False)
         tokens = self._tokenize(prompt_text, add_bos=False)
+        lcp = self._reusable_prefix(tokens)
+        return lcp, tokens[lcp:]
+
+    def _reusable_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the KV cache already holds and can keep."""
         cached = self.kv_tokens
         lcp = 0
         for a, b in zip(cached, tokens):
@@ -493,7 +562,7 @@ class LlamaCppChatModel:
             lcp -= 1  # evaluate at least one token: sampling needs fresh logits
         if lcp < len(cached) and not self._can_roll_back(lcp):
             lcp = 0
-        return lcp, tokens[lcp:]
+        return max(lcp, 0)
 
     def _delta(self, messages: list[Message], tools: list[ToolSchema] | None, options: ChatOptions,
                request_key: str, prompt_text: str) -> str | None:

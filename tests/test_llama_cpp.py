@@ -207,3 +207,19 @@ def test_training_context_is_read_without_loading_weights(demo_gguf: Path) -> No
     from localcode.backends.llama_cpp import _training_context
 
     assert _training_context(llama_cpp, demo_gguf) == 32768  # gemma3.context_length of the demo GGUF
+
+
+def test_stream_text_continues_raw_text_and_reuses_the_prefix(model: LlamaCppChatModel) -> None:
+    opts = ChatOptions(max_tokens=8, temperature=0)
+    prompt = "def fibonacci(n):\n    "
+    events = list(model.stream_text(prompt, opts))
+    assert events[-1].kind == "done" and all(e.kind == "content" for e in events[:-1])
+    first = events[-1].result
+    assert "".join(e.text for e in events[:-1]) == first.content
+    assert first.usage.completion_tokens == first.timings.predicted_n <= 8
+    again = list(model.stream_text(prompt, opts))[-1].result
+    assert again.content == first.content  # greedy
+    # the same prompt again: all but the last prompt token come from the KV cache
+    assert again.usage.cached_tokens == again.usage.prompt_tokens - 1 and again.timings.prompt_n == 1
+    with pytest.raises(ContextWindowExceeded):
+        list(model.stream_text("cat " * (model.info.context_window + 10), opts))

@@ -63,6 +63,9 @@ class Recording:
             if not done:
                 self.closed.set()
 
+    def stream_text(self, prompt: str, options: ChatOptions | None = None) -> Iterator[StreamEvent]:
+        yield from self.inner.stream_text(prompt, options)  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self.inner.close()
 
@@ -248,3 +251,25 @@ def test_serve_command(tmp_path: Any) -> None:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     assert b"serving gemma-3-270m" in err
+
+
+def test_text_completions_plain_streamed_and_stop(client: openai.OpenAI) -> None:
+    kw: dict[str, Any] = {"model": "gemma-3-270m", "prompt": "The capital of France is", "max_tokens": 12,
+                          "temperature": 0, "seed": 3}
+    plain = client.completions.create(**kw)
+    assert plain.object == "text_completion" and plain.choices[0].finish_reason in ("length", "stop")
+    assert plain.usage is not None and plain.usage.completion_tokens <= 12 and plain.usage.prompt_tokens > 3
+    streamed = list(client.completions.create(stream=True, **kw))
+    text = "".join(c.choices[0].text for c in streamed if c.choices)
+    assert text == plain.choices[0].text  # greedy: the same continuation
+    # a stop string cuts the text where it first appears, as llama-server does
+    if len(plain.choices[0].text.strip()) > 2:
+        stop = plain.choices[0].text.strip()[1:3]
+        cut = client.completions.create(stop=[stop], **kw)
+        assert stop not in cut.choices[0].text and cut.choices[0].finish_reason == "stop"
+
+
+def test_text_completion_too_long_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="gemma-3-270m", prompt="cat " * 9000, max_tokens=4)
+    assert err.value.status_code == 400
