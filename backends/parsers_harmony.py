@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from localcode.backends.base import MalformedToolCall, StreamEvent, ToolCall, ToolSchema
-from localcode.backends.tool_parsers import ParsedOutput, _find_marker, _partial_start
+from localcode.backends.tool_parsers import ParsedOutput, StreamBase, _find_marker, _partial_start
 
 _MESSAGE = "<|message|>"
 _HEADER_STARTS = ("<|", "to=")
@@ -28,7 +28,7 @@ _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
 _CHANNEL = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
 
 
-class HarmonyStream:
+class HarmonyStream(StreamBase):
     """Incremental Harmony parser (same contract as ``tool_parsers.StreamParser``)."""
 
     def __init__(self, tools: Sequence[ToolSchema] | None = None) -> None:
@@ -141,29 +141,6 @@ class HarmonyStream:
             self._emit(self._kind, buf[: hit[0]], events)
             self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
 
-    def flush(self) -> list[StreamEvent]:
-        """End of generation: the events for what was held back (call once, then ``finish``)."""
-        if self._finished is not None:
-            return []
-        events: list[StreamEvent] = []
-        self._run(events, final=True)
-        self._finished = self._result()
-        return events
-
-    def finish(self) -> ParsedOutput:
-        """The complete result (flushes first if ``flush`` was not called)."""
-        if self._finished is None:
-            self.flush()
-        assert self._finished is not None
-        return self._finished
-
-    def _result(self) -> ParsedOutput:
-        return ParsedOutput(
-            content="".join(self._content).strip(),
-            reasoning="".join(self._reasoning).strip(),
-            tool_calls=list(self._calls),
-            malformed=list(self._malformed),
-        )
 
 
 class HarmonyParser:

@@ -790,7 +790,47 @@ def _find_marker(buf: str, markers: Sequence[str]) -> tuple[int, str] | None:
     return found
 
 
-class StreamParser:
+class StreamBase:
+    """What every streaming parser shares: ``flush`` / ``finish`` over the parts it collected.
+
+    Subclasses fill ``_content``, ``_reasoning``, ``_calls`` and ``_malformed`` from ``_run``.
+    """
+
+    _content: list[str]
+    _reasoning: list[str]
+    _calls: list[ToolCall]
+    _malformed: list[MalformedToolCall]
+    _finished: ParsedOutput | None
+
+    def _run(self, events: list[StreamEvent], final: bool = False) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> list[StreamEvent]:
+        """End of generation: the events for what was held back (call once, then ``finish``)."""
+        if self._finished is not None:
+            return []
+        events: list[StreamEvent] = []
+        self._run(events, final=True)
+        self._finished = self._result()
+        return events
+
+    def finish(self) -> ParsedOutput:
+        """The complete result (flushes first if ``flush`` was not called)."""
+        if self._finished is None:
+            self.flush()
+        assert self._finished is not None
+        return self._finished
+
+    def _result(self) -> ParsedOutput:
+        return ParsedOutput(
+            content="".join(self._content).strip(),
+            reasoning="".join(self._reasoning).strip(),
+            tool_calls=list(self._calls),
+            malformed=list(self._malformed),
+        )
+
+
+class StreamParser(StreamBase):
     """Incremental parser: ``feed`` deltas, then ``finish`` for the complete result."""
 
     def __init__(
@@ -960,29 +1000,6 @@ class StreamParser:
                                       arguments=call.arguments))
             self._calls.append(call)
 
-    def flush(self) -> list[StreamEvent]:
-        """End of generation: the events for what was held back (call once, then ``finish``)."""
-        if self._finished is not None:
-            return []
-        events: list[StreamEvent] = []
-        self._run(events, final=True)
-        self._finished = self._result()
-        return events
-
-    def finish(self) -> ParsedOutput:
-        """The complete result (flushes first if ``flush`` was not called)."""
-        if self._finished is None:
-            self.flush()
-        assert self._finished is not None
-        return self._finished
-
-    def _result(self) -> ParsedOutput:
-        return ParsedOutput(
-            content="".join(self._content).strip(),
-            reasoning="".join(self._reasoning).strip(),
-            tool_calls=list(self._calls),
-            malformed=list(self._malformed),
-        )
 
 
 class ToolCallParser:
