@@ -229,53 +229,63 @@ class LocalSandbox(Sandbox):
         return result.model_copy(update={"output": output})
 
     def _run(self, argv: list[str], timeout: float, cwd: Path, env: dict[str, str]) -> ExecResult:
-        buffer = OutputBuffer()
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as a whole
-        )
-        assert proc.stdout is not None
-        stream = proc.stdout
-
-        def pump() -> None:
-            for chunk in iter(lambda: stream.read1(65536), b""):
-                buffer.write(chunk)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=self._kill_grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        finally:
-            # Also reap what the command left running in the background, on every path.
-            _killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        duration = time.monotonic() - start
-        reader.join(timeout=5)
-        stream.close()
-        return ExecResult(
-            exit_code=None if timed_out else proc.returncode,
-            output=buffer.text(),
-            timed_out=timed_out,
-            duration_s=duration,
-        )
+        return run_process_group(argv, timeout, cwd, env, kill_grace_s=self._kill_grace_s)
 
     def close(self) -> None:
         """Nothing to release; later ``exec`` calls raise ``SandboxError``."""
         self._closed = True
+
+
+def run_process_group(argv: list[str], timeout: float, cwd: Path, env: dict[str, str], *,
+                      kill_grace_s: float = 2.0, output_limit: int | None = None) -> ExecResult:
+    """Run ``argv`` on this machine in a process group of its own; stdout and stderr interleaved.
+
+    At ``timeout`` the group gets SIGTERM, then SIGKILL after ``kill_grace_s``; on every path
+    whatever the command left running in the background is killed too (it would hold the
+    output pipe open and outlive the caller).
+    """
+    buffer = OutputBuffer() if output_limit is None else OutputBuffer(output_limit)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, killed as a whole
+    )
+    assert proc.stdout is not None
+    stream = proc.stdout
+
+    def pump() -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            buffer.write(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=kill_grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        _killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    duration = time.monotonic() - start
+    reader.join(timeout=5)
+    stream.close()
+    return ExecResult(
+        exit_code=None if timed_out else proc.returncode,
+        output=buffer.text(),
+        timed_out=timed_out,
+        duration_s=duration,
+    )
 
 
 def _killpg(pgid: int, sig: int) -> None:

@@ -9,14 +9,10 @@ discarded, so the model changes files with the file tools.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 from localcode.agent.tools.base import Tool, ToolContext, ToolError, ToolParams, cap_head_tail
-from localcode.harness.sandbox import ExecResult, OutputBuffer
+from localcode.harness.sandbox import ExecResult, run_process_group
 
 
 def run_on_host(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
@@ -25,46 +21,7 @@ def run_on_host(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        ["bash", "-c", command],
-        cwd=cwd,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    buf = OutputBuffer(output_limit)
-    assert proc.stdout is not None
-
-    def pump() -> None:
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
-            buf.write(chunk)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        # Also reap what the command left running in the background: it would hold
-        # the output pipe open and outlive the agent run.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-    reader.join(timeout=5.0)
-    proc.stdout.close()
-    return ExecResult(
-        exit_code=None if timed_out else proc.returncode,
-        output=buf.text(),
-        timed_out=timed_out,
-        duration_s=time.monotonic() - start,
-    )
+    return run_process_group(["bash", "-c", command], timeout, cwd, full_env, output_limit=output_limit)
 
 
 class Shell(Tool):
