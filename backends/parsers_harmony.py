@@ -86,15 +86,6 @@ class HarmonyStream(StreamBase):
                                   arguments=call.arguments))
         self._calls.append(call)
 
-    def feed(self, delta: str) -> list[StreamEvent]:
-        """Add generated text; returns the events that became certain."""
-        if self._finished is not None:
-            raise RuntimeError("feed() after flush()/finish()")
-        self._buf += delta
-        events: list[StreamEvent] = []
-        self._run(events, final=False)
-        return events
-
     def _run(self, events: list[StreamEvent], final: bool) -> None:
         while True:
             buf = self._buf

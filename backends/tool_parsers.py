@@ -801,9 +801,20 @@ class StreamBase:
     _calls: list[ToolCall]
     _malformed: list[MalformedToolCall]
     _finished: ParsedOutput | None
+    _buf: str
+    """Generated text not yet turned into events."""
 
     def _run(self, events: list[StreamEvent], final: bool = False) -> None:
         raise NotImplementedError
+
+    def feed(self, delta: str) -> list[StreamEvent]:
+        """Add generated text; returns the events that became certain."""
+        if self._finished is not None:
+            raise RuntimeError("feed() after flush()/finish()")
+        self._buf += delta
+        events: list[StreamEvent] = []
+        self._run(events, final=False)
+        return events
 
     def flush(self) -> list[StreamEvent]:
         """End of generation: the events for what was held back (call once, then ``finish``)."""
@@ -896,15 +907,6 @@ class StreamParser(StreamBase):
             self._calls.append(call)
 
     # -- the machine
-    def feed(self, delta: str) -> list[StreamEvent]:
-        """Add generated text; returns the events that became certain."""
-        if self._finished is not None:
-            raise RuntimeError("feed() after flush()/finish()")
-        self._buf += delta
-        events: list[StreamEvent] = []
-        self._run(events, final=False)
-        return events
-
     def _run(self, events: list[StreamEvent], final: bool) -> None:
         spec = self._spec
         while True:
