@@ -40,8 +40,6 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         dst = build_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(src.read_bytes())
-    if not (build_dir / "README.md").exists():
-        (build_dir / "README.md").write_text("localcode\n")
     # An isolated build fetches setuptools and wheel from PyPI (reachable on CI); the checkout's
     # own environment may lack `wheel`.
     _run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(build_dir)], cwd=tmp_path)
