@@ -10,6 +10,7 @@ Exit codes: 0 ok, 1 error (a ``LocalcodeError``: one line saying what to do), 2 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 
