@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from localcode.backends.base import MalformedToolCall, StreamEvent, ToolCall, ToolSchema
-from localcode.backends.tool_parsers import ParsedOutput, StreamBase, _find_marker, _partial_start
+from localcode.backends.tool_parsers.core import ParsedOutput, StreamBase, find_marker, partial_start
 
 _MESSAGE = "<|message|>"
 _HEADER_STARTS = ("<|", "to=")
@@ -29,7 +29,7 @@ _CHANNEL = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
 
 
 class HarmonyStream(StreamBase):
-    """Incremental Harmony parser (same contract as ``tool_parsers.StreamParser``)."""
+    """Incremental Harmony parser (same contract as ``StreamParser``)."""
 
     def __init__(self, tools: Sequence[ToolSchema] | None = None) -> None:
         self._tools = tools
@@ -113,7 +113,7 @@ class HarmonyStream(StreamBase):
                         self._emit("content", rest, events)
                 return
             # inside a body
-            hit = _find_marker(buf, _BODY_END)
+            hit = find_marker(buf, _BODY_END)
             if self._kind == "tool":
                 if hit is None:
                     if not final:
@@ -124,7 +124,7 @@ class HarmonyStream(StreamBase):
                 self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
                 self._tool(buf[: hit[0]], self._header_raw, events)
                 continue
-            hold = len(buf) if final else _partial_start(buf, _BODY_END)
+            hold = len(buf) if final else partial_start(buf, _BODY_END)
             if hit is None or hit[0] >= hold:
                 self._emit(self._kind, buf[:hold], events)
                 self._buf = buf[hold:]
@@ -160,3 +160,6 @@ class HarmonyParser:
         s = self.stream(starts_in_reasoning, tools)
         s.feed(text)
         return s.finish()
+
+
+HARMONY = HarmonyParser()

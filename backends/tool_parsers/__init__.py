@@ -1,0 +1,113 @@
+"""Tool-call and reasoning parsing of generated text, per model family.
+
+A local model writes its tool calls as text in its own family's format; this package turns
+that text back into OpenAI-shaped results::
+
+    family = detect_family(template_source)      # e.g. "qwen3_coder", from the chat template
+    parser = get_parser(family)
+    out = parser.parse(text, starts_in_reasoning=prompt_opened_think, tools=tools)
+    out.content, out.reasoning, out.tool_calls, out.malformed
+
+    s = parser.stream(starts_in_reasoning=..., tools=tools)   # incremental, for streaming
+    for delta in generated: events = s.feed(delta)             # content/reasoning/tool_call
+    out = s.finish()                                            # == parser.parse(full_text)
+
+Both paths run the same state machine (``core``), so a stream's final result equals one-shot
+parsing of the whole text, whatever the chunking. Content and reasoning deltas are emitted as
+soon as they are certain: only a suffix that could be the start of a marker is held back; a
+tool call is emitted when its block is complete. A call that cannot be parsed (bad JSON, an
+unclosed block) lands in ``malformed`` with its raw text and the error: never dropped, never
+turned into content. Parsing never raises.
+
+``parser.stop_sequences`` lists the strings generation must stop at for that family
+(llama.cpp removes them from the output; the parsers accept text with or without them).
+
+Layout: ``core`` (the state machine), ``common`` (shared JSON/value helpers), ``detect``
+(family from a template), and one module per family that builds its parser. A new family is
+one module and one row in ``_PARSERS`` below (plus its marker in ``detect``).
+
+The formats were checked against the real chat templates in llama.cpp's
+``models/templates`` and its reference parsers (``common/chat*.cpp``).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from localcode.backends.tool_parsers import (
+    deepseek,
+    firefunction,
+    functionary,
+    glm,
+    granite,
+    harmony,
+    hermes,
+    json_lists,
+    kimi,
+    lfm2,
+    llama3,
+    minicpm,
+    minimax,
+    mistral,
+    nemotron,
+    qwen3_coder,
+    solar,
+)
+from localcode.backends.tool_parsers.core import ParsedOutput, StreamBase, StreamParser, ToolCallParser
+from localcode.backends.tool_parsers.detect import detect_family
+from localcode.backends.tool_parsers.harmony import HarmonyParser
+
+__all__ = [
+    "FAMILIES",
+    "PARSED_FAMILIES",
+    "HarmonyParser",
+    "ParsedOutput",
+    "StreamBase",
+    "StreamParser",
+    "ToolCallParser",
+    "detect_family",
+    "get_parser",
+]
+
+Parser = ToolCallParser | HarmonyParser
+"""What ``get_parser`` returns: both have ``parse``, ``stream``, ``stop_sequences``, ``reasoning_tags``."""
+
+_PARSERS: dict[str, Parser] = {
+    "hermes": hermes.HERMES,
+    "qwen3_coder": qwen3_coder.QWEN3_CODER,
+    "glm45": glm.GLM45,
+    "harmony": harmony.HARMONY,
+    "mistral": mistral.MISTRAL,
+    "llama3": llama3.LLAMA3,
+    "kimi_k2": kimi.KIMI_K2,
+    "minimax_m2": minimax.MINIMAX_M2,
+    "deepseek_v3": deepseek.DEEPSEEK_V3,
+    "deepseek_r1": deepseek.DEEPSEEK_R1,
+    "deepseek_dsml": deepseek.DEEPSEEK_DSML,
+    "seed_oss": qwen3_coder.SEED_OSS,
+    "granite": granite.GRANITE,
+    "nemotron_v2": nemotron.NEMOTRON_V2,
+    "functionary_v3_1": functionary.FUNCTIONARY_V3_1,
+    "firefunction_v2": firefunction.FIREFUNCTION_V2,
+    "tool_calls_json": json_lists.TOOL_CALLS_JSON,
+    "command_r": json_lists.COMMAND_R,
+    "lfm2": lfm2.LFM2,
+    "solar": solar.SOLAR,
+    "minicpm5": minicpm.MINICPM5,
+    "generic": hermes.GENERIC,
+}
+"""One row per family: its parser."""
+
+_UNPARSED: tuple[str, ...] = ("kimi_k3", "minimax_m3", "gemma4", "functionary_v3_2")
+"""Detected, parsed with the generic parser (their own formats are not implemented yet)."""
+
+FAMILIES: tuple[str, ...] = (*_PARSERS, *_UNPARSED)
+"""Every name ``detect_family`` can return."""
+
+PARSED_FAMILIES = MappingProxyType({f: f in _PARSERS for f in FAMILIES})
+"""For each detectable family: whether it has a parser of its own (else: generic)."""
+
+
+def get_parser(family: str) -> Parser:
+    """The parser of a family; unknown or not-yet-implemented families get the generic one."""
+    return _PARSERS.get(family, _PARSERS["generic"])
