@@ -15,12 +15,18 @@ for spec in 'time = "0.3"' 'anyhow = "1.0"' 'rand = "0.8"'; do
     echo '#[test] fn ok() {}' > "$w/$name/src/lib.rs"
     (cd "$w/$name" && cargo test -- --include-ignored)
 done
+# The 2024 edition (current Exercism Rust manifests) builds too.
+mkdir -p "$w/warm-2024/src"
+printf '[package]\nedition = "2024"\nname = "warm-2024"\nversion = "0.1.0"\n' > "$w/warm-2024/Cargo.toml"
+echo '#[test] fn ok() { if let Some(x) = Some(1) && x > 0 {} }' > "$w/warm-2024/src/lib.rs"
+(cd "$w/warm-2024" && cargo test -- --include-ignored)
 
 # Go: compile the testing package and friends into GOCACHE.
 mkdir -p "$w/go"
-printf 'module warm\n\ngo 1.18\n' > "$w/go/go.mod"
+# go 1.26: what current Exercism Go exercises declare (trixie's own go 1.24 refuses it).
+printf 'module warm\n\ngo 1.26\n' > "$w/go/go.mod"
 printf 'package warm\n\nimport (\n\t"fmt"\n\t"strings"\n\t"testing"\n)\n\nfunc TestOk(t *testing.T) { _ = fmt.Sprint(strings.ToUpper("x")) }\n' > "$w/go/warm_test.go"
-(cd "$w/go" && go test ./...)
+(cd "$w/go" && go test ./... && go test -json ./... >/dev/null)
 
 # C++: an exercise-shaped project, so ccache holds Catch's main (test/tests-main.cpp).
 mkdir -p "$w/cpp-warm/test"
