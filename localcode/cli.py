@@ -68,7 +68,8 @@ def cli(verbose: int, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
     try:
-        cli.main(args=argv, prog_name="localcode", standalone_mode=False)
+        # Without standalone mode click returns the code of a ``ctx.exit(code)`` instead of exiting.
+        code = cli.main(args=argv, prog_name="localcode", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -83,4 +84,4 @@ def main(argv: list[str] | None = None) -> None:
     except LocalcodeError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -4,8 +4,10 @@ Every field of the original localcode agent format is accepted; unknown keys are
 error that names the file and the field. Settings merge as
 defaults < agent JSON < ``--agent-args`` < command-line flags (``merge_overrides``).
 
-``--agent gguf/NAME`` resolves ``agents/gguf/NAME.json`` shipped with localcode, then
-``<LOCALCODE_HOME>/agents/gguf/NAME.json``; a path to a ``.json`` file also works.
+``--agent gguf/NAME`` resolves ``<LOCALCODE_HOME>/agents/gguf/NAME.json``, then
+``agents/gguf/NAME.json`` shipped with localcode; a path to a ``.json`` file also works.
+A config's relative ``prompt`` path is looked up next to it first (the original layout:
+``<root>/agents/gguf/NAME.json`` naming ``prompts/FILE.txt`` under ``<root>``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from localcode.errors import ConfigError
 
 BUILTIN_AGENTS = ("oracle", "none")
 """Agents that need no model: ``oracle`` writes the reference solution, ``none`` changes nothing."""
+
+
+NOT_APPLICABLE_FIELDS: dict[str, str] = {
+    "send_tool_categories": "localcode sends each tool's JSON schema, never tool categories",
+}
+"""Fields of the original format that are accepted and have no effect here, with the reason."""
 
 
 class _Strict(BaseModel):
@@ -101,7 +109,9 @@ class AgentConfig(_Strict):
     model: str | None = None
     """Model name sent to an HTTP endpoint; informational for in-process backends."""
     url: str | None = None
-    """OpenAI-compatible endpoint (``http://host:port/v1``): use the HTTP backend instead of loading a model."""
+    """OpenAI-compatible endpoint (``http://host:port/v1``) for the HTTP backend: used when
+    ``server_config`` names no model file (or ``server_type`` is ``openai``); otherwise the model is loaded
+    in-process and ``url`` is not applicable."""
 
     temperature: float | None = None
     top_p: float | None = None
@@ -114,16 +124,19 @@ class AgentConfig(_Strict):
     max_tokens: int | None = None
     """Completion tokens per model call."""
 
-    tool_choice: Literal["auto", "required", "none"] = "auto"
+    tool_choice: Literal["auto", "required", "none"] | dict[str, Any] = "auto"
+    """``auto``, ``required``, ``none`` or OpenAI's ``{"type": "function", "function": {"name": ...}}``."""
     think: bool | None = None
-    """Turn the template's thinking switch on or off."""
+    """Turn the template's thinking switch on or off (``"auto"``, as the original format allows, is None)."""
     think_level: Literal["low", "medium", "high"] | None = None
     cache: bool = True
-    """Reuse the KV cache across turns (prompt-cache reuse)."""
+    """Reuse the KV cache across turns (prompt-cache reuse); ``"auto"`` means on."""
     native_thinking: bool = False
     """Keep reasoning in the history the way the model's template expects."""
     thinking_visibility: Literal["show", "hide", "log"] = "log"
-    """Where reasoning goes: shown on stderr, hidden, or only in logs."""
+    """Where reasoning goes: shown on stderr, hidden, or only in logs (the original's ``hidden`` is ``hide``)."""
+    send_tool_categories: bool = False
+    """Original format: sent tool categories along with the tool list. Not applicable here."""
     tool_call_grammar: bool = False
     """Constrain tool calls with a grammar built from the tools' JSON schemas (small models)."""
 
@@ -169,11 +182,51 @@ class AgentConfig(_Strict):
     """``gguf`` or ``mlx`` from the folder the config was found in."""
     source: str | None = Field(default=None, exclude=True)
 
+    @field_validator("think", mode="before")
+    @classmethod
+    def _think_auto(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == "auto" else v
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_auto(cls, v: Any) -> Any:
+        return True if v is None or (isinstance(v, str) and v.strip().lower() == "auto") else v
+
+    @field_validator("thinking_visibility", mode="before")
+    @classmethod
+    def _visibility_hidden(cls, v: Any) -> Any:
+        return "hide" if isinstance(v, str) and v.strip().lower() == "hidden" else v
+
+    def not_applicable(self) -> list[str]:
+        """Settings this config sets that have no effect here, each with the reason.
+
+        Raises ``ConfigError`` when ``server_config.extra_args`` holds a flag the backend does not know.
+        """
+        out = [f"{key}: {why}" for key, why in NOT_APPLICABLE_FIELDS.items() if key in self.model_fields_set]
+        if self.backend != "http":
+            if self.url:
+                out.append("url: the model in server_config is loaded in-process instead of calling this server")
+            if self.model:
+                out.append("model: the name is sent to HTTP endpoints only; in-process the file in server_config is loaded")
+        args = self.server_config.extra_args
+        if args and self.backend == "llama_cpp":
+            from localcode.backends.llama_args import parse_llama_args
+
+            out += [f"server_config.extra_args {flag}: llama-server only" for flag in parse_llama_args(args).not_applicable]
+        elif args and self.backend == "mlx":
+            from localcode.backends.mlx import parse_mlx_args
+
+            out += [f"server_config.extra_args {flag}: mlx_lm.server only" for flag in parse_mlx_args(args).not_applicable]
+        return out
+
     @property
     def backend(self) -> Literal["llama_cpp", "mlx", "http"]:
         """Which backend loads this agent's model."""
         st = self.server_config.server_type
-        if self.url or st in ("openai", "http"):
+        sc = self.server_config
+        # The original configs carry both the model to start a server with and that server's url:
+        # the model is then loaded in-process, and url serves only configs that name no model.
+        if st in ("openai", "http") or (self.url and not (sc.model_path or sc.hf_model)):
             return "http"
         if st == "mlx" or self.kind == "mlx":
             return "mlx"
@@ -216,12 +269,43 @@ def load_agent_file(path: Path, kind: str | None = None) -> AgentConfig:
         raise ConfigError(f"agent config {path} must hold a JSON object")
     if kind is None and path.parent.name in ("gguf", "mlx"):
         kind = path.parent.name
-    return parse_agent(data, str(path), kind)
+    cfg = parse_agent(data, str(path), kind)
+    _resolve_prompt_files(cfg, path)
+    return cfg
+
+
+def _resolve_prompt_files(cfg: AgentConfig, path: Path) -> None:
+    """Point ``prompt`` and ``prompt_overlays`` at the files they name next to the config.
+
+    Lookup order: the config's folder and the two above it (the original ``agents/../prompts/``
+    layout), then the shipped prompts, then a path from the working directory. A name that
+    looks like a file and is found nowhere is a ``ConfigError`` naming the config and the field.
+    """
+    from localcode.agent.prompts import config_prompt_dirs, find_config_prompt, load_prompt
+
+    def resolve(spec: str, field: str) -> str:
+        found = find_config_prompt(spec, path)
+        if found is not None:
+            return str(found)
+        try:
+            load_prompt(spec)
+        except ConfigError:
+            where = ", ".join(str(d) for d in config_prompt_dirs(path))
+            raise ConfigError(
+                f"invalid agent config {path}: field '{field}': prompt file '{spec}' not found under {where} "
+                "or in the shipped prompts: copy it there or fix the path"
+            ) from None
+        return spec
+
+    if cfg.prompt:
+        cfg.prompt = resolve(cfg.prompt, "prompt")
+    if cfg.prompt_overlays:
+        cfg.prompt_overlays = [resolve(o, f"prompt_overlays.{i}") for i, o in enumerate(cfg.prompt_overlays)]
 
 
 def agent_search_dirs() -> list[Path]:
-    """Folders searched for ``KIND/NAME.json``, first match wins."""
-    return [paths.package_dir("agents"), paths.user_agents_dir()]
+    """Folders searched for ``KIND/NAME.json``, first match wins: the user's own configs shadow shipped ones."""
+    return [paths.user_agents_dir(), paths.package_dir("agents")]
 
 
 def resolve_agent(spec: str) -> AgentConfig:

@@ -33,11 +33,41 @@ def prompts_dir() -> Path:
 
 
 def prompt_file(name: str) -> Path | None:
-    """The file ``name`` names under ``prompts/`` (``.md`` optional), or None."""
+    """The file ``name`` names under ``prompts/`` (``.md`` optional, a leading ``prompts/`` allowed), or None."""
+    name = name.removeprefix("prompts/")
     if "\n" in name or "/" in name or "\\" in name or not name.strip():
         return None
     base = prompts_dir()
     for candidate in (base / name, base / f"{name}.md"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def looks_like_file(spec: str) -> bool:
+    """One line ending in ``.md``/``.txt``/``.jinja``/``.prompt``: meant as a file, never as prompt text."""
+    return re.fullmatch(r"\S+\.(md|txt|jinja|prompt)", spec.strip()) is not None
+
+
+def config_prompt_dirs(config_file: Path) -> list[Path]:
+    """Where a config's relative prompt paths are looked up first: its folder and the two above it.
+
+    The original tool's layout is ``<root>/agents/<kind>/<name>.json`` naming ``prompts/<file>.txt``
+    relative to ``<root>``, so a copy of its ``agents/`` and ``prompts/`` folders works anywhere.
+    """
+    folder = config_file.resolve().parent
+    return [folder, folder.parent, folder.parent.parent]
+
+
+def find_config_prompt(spec: str, config_file: Path) -> Path | None:
+    """The file a config's ``prompt`` (or overlay) names next to ``config_file``, or None.
+
+    None also for shipped prompt names, absolute paths and inline text: ``load_prompt`` reads those.
+    """
+    if "\n" in spec or not spec.strip() or len(spec) >= 4096 or Path(spec).expanduser().is_absolute():
+        return None
+    for base in config_prompt_dirs(config_file):
+        candidate = base / spec
         if candidate.is_file():
             return candidate
     return None
@@ -60,7 +90,7 @@ def load_prompt(spec: str) -> str:
                 return path.read_text(encoding="utf-8")
         except OSError:
             pass
-        if re.fullmatch(r"\S+\.(md|txt|jinja|prompt)", spec.strip()):
+        if looks_like_file(spec):
             raise ConfigError(
                 f"prompt file '{spec}' not found in {prompts_dir()} or as a path: "
                 "fix the config's prompt/prompt_overlays or give the text inline"
