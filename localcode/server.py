@@ -20,13 +20,15 @@ checks a flag after every token and closes the model's stream, which stops the g
 
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``). A client
 mistake is always a 4xx: bad JSON or wrong types 400, a prompt too long for the context 400
-``context_length_exceeded``, an unknown model 404 ``model_not_found``, a missing or wrong API
+``context_length_exceeded``, an unknown model (only with ``strict_model``) 404 ``model_not_found``, a missing or wrong API
 key 401 ``invalid_api_key``, an oversized body 413, an unknown route 404, a wrong method 405.
 Only a failing model (or a bug) answers 500.
 
-The request ``model`` may be missing, empty or ``default`` (the loaded model is used, as
-llama-server does; localcode's HTTP backend sends ``default`` when an agent names no model);
-any other name must be the model's name or one of its aliases.
+The request ``model`` may name anything: the loaded model answers, and the response names
+it (as llama-server and LM Studio do, so clients configured for another server's model names,
+like the original localcode tool's ``glm-4.7-flash-q6k``, work unchanged). With
+``strict_model`` (``serve --strict-model``) only a missing, empty or ``default`` name, the
+model's name or one of its aliases is accepted, as OpenAI does; others get 404.
 
 Importing this module imports FastAPI; the CLI imports it only when ``serve`` runs.
 """
@@ -246,9 +248,10 @@ class ServerState:
     """What the routes share: the model (``None`` while loading), its names, the slot, the key."""
 
     def __init__(self, model: ChatModel | None, names: list[str], api_key: str | None,
-                 queue_size: int, max_body_bytes: int) -> None:
+                 queue_size: int, max_body_bytes: int, strict_model: bool = False) -> None:
         self.model = model
         self.names = names
+        self.strict_model = strict_model
         self.api_key = api_key
         self.queue_size = queue_size
         self.max_body_bytes = max_body_bytes
@@ -271,8 +274,14 @@ class ServerState:
         return self.model
 
     def accepts(self, name: str | None) -> bool:
-        """Whether a request's ``model`` names this model (missing, empty or ``default`` does)."""
-        return not name or name == "default" or name in self.names
+        """Whether a request's ``model`` is answered: any name, or with ``strict_model`` only this
+        model's names (missing, empty or ``default`` included)."""
+        return not self.strict_model or not name or name == "default" or name in self.names
+
+    def response_name(self, requested: str | None) -> str:
+        """The ``model`` a response carries: the name the request used when it is one of the
+        loaded model's names, else the loaded model's id."""
+        return requested if requested in self.names else self.names[0]
 
 
 class BodyLimit:
@@ -323,14 +332,15 @@ async def _send_error(send: Send, status: int, message: str, code: str) -> None:
 
 def create_app(model: ChatModel | None, model_name: str, api_key: str | None = None,
                queue_size: int = DEFAULT_QUEUE_SIZE, aliases: Iterable[str] = (),
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, strict_model: bool = False) -> FastAPI:
     """The OpenAI-compatible app over ``model``.
 
     ``model`` may be ``None`` while it loads; call ``app.state.localcode.set_model(m)`` when it
     is ready (health answers 503 until then). ``model_name`` is the id ``/v1/models`` shows;
     ``aliases`` are other names requests may use. With ``api_key``, every route but health
     needs ``Authorization: Bearer <api_key>``. ``queue_size`` requests may wait while one
-    generates.
+    generates. ``strict_model`` refuses requests that name another model (404), as OpenAI does;
+    by default any name is answered by this model.
     """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -340,7 +350,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
     from localcode import server_openai as oa
 
     names = list(dict.fromkeys([model_name, *[a for a in aliases if a]]))
-    state = ServerState(model, names, api_key, queue_size, max_body_bytes)
+    state = ServerState(model, names, api_key, queue_size, max_body_bytes, strict_model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -492,7 +502,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
             return started
         gen, first = started
         completion_id, created = oa.new_id("chatcmpl")
-        name = req.model if req.model and req.model != "default" else state.names[0]
+        name = state.response_name(req.model)
         if not req.stream:
             try:
                 result = await until_disconnected(request, gen.result())
@@ -550,7 +560,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
             return started
         gen, first = started
         completion_id, created = oa.new_id("cmpl")
-        name = req.model if req.model and req.model != "default" else state.names[0]
+        name = state.response_name(req.model)
         if not req.stream:
             try:
                 result = await until_disconnected(request, gen.result())

@@ -231,10 +231,21 @@ def test_bad_request_through_openai_client(client: openai.OpenAI) -> None:
     assert e.value.status_code == 400 and e.value.param == "temperature"
 
 
-def test_unknown_model_is_404(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.NotFoundError) as e:
-        client.chat.completions.create(model="gpt-4o", messages=USER)
-    assert e.value.code == "model_not_found" and e.value.param == "model"
+def test_any_model_name_is_answered_by_the_loaded_model(scripted: ScriptedChatModel, client: openai.OpenAI) -> None:
+    scripted.add("hi", "there")
+    assert client.chat.completions.create(model="gpt-4o", messages=USER).model == "demo"
+    assert client.chat.completions.create(model="gguf/demo", messages=USER).model == "gguf/demo"
+
+
+def test_unknown_model_is_404_with_strict_model(scripted: ScriptedChatModel) -> None:
+    with running_server(create_app(scripted, "demo", aliases=["gguf/demo"], strict_model=True)) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=20)
+        with pytest.raises(openai.NotFoundError) as e:
+            client.chat.completions.create(model="gpt-4o", messages=USER)
+        assert e.value.code == "model_not_found" and e.value.param == "model"
+        scripted.add("ok")
+        assert client.chat.completions.create(model="gguf/demo", messages=USER).model == "gguf/demo"
+    assert scripted.requests and len(scripted.requests) == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -42,8 +42,11 @@ def model_aliases(agent_spec: str, cfg: AgentConfig, info: ModelInfo | None = No
               help="Requests that may wait while one generates; beyond that: 503 with Retry-After.")
 @click.option("--name", "served_name", default=None,
               help="Model id shown by /v1/models (default: the agent's name).")
+@click.option("--strict-model", is_flag=True,
+              help="Refuse requests that name another model (404 model_not_found), as OpenAI does. "
+                   "Default: any name is answered by the loaded model, as llama-server does.")
 def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str, port: int,
-            api_key: str | None, queue_size: int, served_name: str | None) -> None:
+            api_key: str | None, queue_size: int, served_name: str | None, strict_model: bool) -> None:
     """Serve the agent's model as an OpenAI-compatible API.
 
     The model is loaded once, in this process, and answers one request at a time; others
@@ -51,7 +54,9 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
     reasoning_content, usage with cached tokens, llama-server timings), POST /v1/completions,
     GET /v1/models, GET /health (503 while the model loads, then 200).
 
-    Requests may name the model by its id, the agent spec or the model file's stem, or omit it.
+    Requests may name any model (clients set up for llama-server or LM Studio send their own
+    names): the loaded model answers and the response carries its id. With --strict-model
+    only its id, the agent spec, the config's model name or the model file's stem is accepted.
     Sampling fields a request leaves out (temperature, top_p, max_tokens, ...) take the agent
     config's values, then llama-server's defaults.
 
@@ -78,7 +83,8 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
         raise ConfigError(f"agent '{agent_spec}' talks to a server at {cfg.url}: serve an agent whose model "
                           "loads in-process (gguf/... or mlx/...)")
     name = served_name or cfg.name
-    app = create_app(None, name, api_key=api_key, queue_size=queue_size, aliases=model_aliases(agent_spec, cfg))
+    app = create_app(None, name, api_key=api_key, queue_size=queue_size, aliases=model_aliases(agent_spec, cfg),
+                     strict_model=strict_model)
     state = app.state.localcode
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=5))
