@@ -38,6 +38,9 @@ class ToolCall(BaseModel):
     id: str = Field(default_factory=new_call_id)
     name: str
     arguments: str = "{}"
+    repaired: bool = False
+    """Recovered from JSON text (a fenced or bare object naming an offered tool), not the
+    family's own call format; counted apart in statistics."""
 
     def to_openai(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,7 @@ malformed calls kept, and streaming equal to one-shot parsing whatever the chunk
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -114,8 +115,8 @@ def test_xml_values_follow_the_tool_schema() -> None:
 
 MALFORMED: dict[str, str] = {
     "hermes": '<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"\n</tool_call>',
-    "hermes_unclosed": '<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}',
-    "qwen3_coder": "<tool_call>\n<function=read_file>\n<parameter=path>\na.py\n</tool_call>",
+    "hermes_unclosed": '<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"',
+    "qwen3_coder": "<tool_call>\n<function=>\n<parameter=path>\nread_file.py\n</parameter>\n</function>\n</tool_call>",
     "glm45": "<tool_call>read_file<arg_key>path</arg_key><arg_value>a.py</tool_call>",
     "harmony": "<|channel|>commentary to=functions.read_file <|constrain|>json<|message|>{path: a.py}<|call|>",
     "mistral": '[TOOL_CALLS]read_file[ARGS]{"path": </s>',
@@ -177,6 +178,9 @@ _FRAGMENTS = [
     "<minimax:tool_call>", '<invoke name="x">', '<parameter name="p">', "</invoke>", "</minimax:tool_call>",
     "<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>", "```json", "```",
     "<|im_end|>", "</s>", "\n", " ", "hello", '"', ":", ",",
+    '{"name": "write_file", "arguments": {"path": "x"}}', '{"name": "write_file", "arguments": ', "```python\n",
+    "```\n", "`", "<|tool_calls_section_end|>", "<｜tool▁calls▁end｜>", "[THINK]", "[/THINK]", "<|end|>",
+    '<｜DSML｜function_calls>', '<｜DSML｜invoke name="x">', "</｜DSML｜invoke>",
 ]
 _texts = st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=8)), max_size=25).map("".join)
 
@@ -189,7 +193,7 @@ def test_parse_never_raises(text: str, family: str, in_reasoning: bool) -> None:
         json.loads(call.arguments)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get("LOCALCODE_HYPOTHESIS_EXAMPLES", 150)), deadline=None)
 @given(text=_texts, family=st.sampled_from(FAMILIES), in_reasoning=st.booleans(), data=st.data())
 def test_streaming_in_random_chunks_equals_one_shot(text: str, family: str, in_reasoning: bool,
                                                     data: st.DataObject) -> None:
@@ -216,3 +220,134 @@ def test_broken_json_in_a_tool_block_is_malformed_never_content(junk: str) -> No
         out = get_parser(family).parse(f"Before.<tool_call>{junk}</tool_call>")
         assert out.content == "Before."
         assert len(out.tool_calls) + len(out.malformed) >= 1
+
+
+# -- salvage: never lose a call (issue 12)
+
+OFFERED = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {
+    "path": {"type": "string"}, "content": {"type": "string"}}}}} for n in ("read_file", "write", "ls")]
+
+
+def test_kimi_broken_call_keeps_its_valid_neighbour() -> None:
+    text = ("<|tool_calls_section_begin|><|tool_call_begin|>functions.ls:0<|tool_call_argument_begin|>{oops"
+            "<|tool_call_end|><|tool_call_begin|>functions.read_file:1<|tool_call_argument_begin|>"
+            '{"path": "a.py"}<|tool_call_end|><|tool_calls_section_end|>')
+    out = get_parser("kimi_k2").parse(text)
+    assert calls(out) == [READ]
+    assert len(out.malformed) == 1 and "functions.ls:0" in out.malformed[0].raw
+
+
+@pytest.mark.parametrize("family", ["deepseek_v3", "minimax_m2", "deepseek_dsml", "qwen3_coder"])
+def test_one_broken_call_in_a_block_keeps_the_other(family: str) -> None:
+    text = {
+        "deepseek_v3": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>ls<｜tool▁sep｜>{bad<｜tool▁call▁end｜>"
+                       '<｜tool▁call▁begin｜>read_file<｜tool▁sep｜>{"path": "a.py"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+        "minimax_m2": '<minimax:tool_call>\n<invoke name="ls">\n<parameter name="p">x\n</invoke>\n<invoke name="read_file">'
+                      '<parameter name="path">a.py</parameter></invoke>\n</minimax:tool_call>',
+        "deepseek_dsml": '<｜DSML｜function_calls><｜DSML｜invoke name="ls"><｜DSML｜parameter name="n" string="false">{x'
+                         '</｜DSML｜parameter></｜DSML｜invoke><｜DSML｜invoke name="read_file"><｜DSML｜parameter name="path" '
+                         'string="true">a.py</｜DSML｜parameter></｜DSML｜invoke></｜DSML｜function_calls>',
+        "qwen3_coder": "<tool_call><function=><parameter=x>1</parameter></function>"
+                       "<function=read_file><parameter=path>a.py</parameter></function></tool_call>",
+    }[family]
+    out = get_parser(family).parse(text)
+    assert calls(out) == [READ] and len(out.malformed) == 1, out
+
+
+def test_llama3_json_call_with_prose_around_it() -> None:
+    p = get_parser("llama3")
+    after = p.parse('{"name": "read_file", "parameters": {"path": "a.py"}} I used the tool to read it.')
+    assert (calls(after), after.content, after.malformed) == ([READ], "I used the tool to read it.", [])
+    before = p.parse('Let me read it.\n{"name": "read_file", "parameters": {"path": "a.py"}}')
+    assert (calls(before), before.content) == ([READ], "Let me read it.")
+    assert not before.tool_calls[0].repaired  # bare JSON is Llama 3's own format
+
+
+def test_mistral_calls_followed_by_text() -> None:
+    out = get_parser("mistral").parse('[TOOL_CALLS]read_file[ARGS]{"path": "a.py"} Reading the file now.')
+    assert (calls(out), out.content, out.malformed) == ([READ], "Reading the file now.", [])
+    bad_then_good = get_parser("mistral").parse('[TOOL_CALLS]ls[ARGS]{bad[TOOL_CALLS]read_file[ARGS]{"path": "a.py"}')
+    assert calls(bad_then_good) == [READ] and len(bad_then_good.malformed) == 1
+
+
+@pytest.mark.parametrize(("family", "text"), [
+    ("qwen3_coder", "I need the file.\n<tool_call>\n<function=read_file>\n<parameter=path>\na.py\n</parameter>\n"
+                    "</function>\n</tool_call>"),
+    ("hermes", 'I need the file. <tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n</tool_call>'),
+    ("kimi_k2", "I need the file.<|tool_calls_section_begin|><|tool_call_begin|>functions.read_file:0"
+                '<|tool_call_argument_begin|>{"path": "a.py"}<|tool_call_end|><|tool_calls_section_end|>'),
+])
+def test_call_inside_unclosed_reasoning_is_extracted(family: str, text: str) -> None:
+    out = get_parser(family).parse(text, starts_in_reasoning=True)
+    assert (calls(out), out.reasoning, out.content, out.malformed) == ([READ], "I need the file.", "", [])
+    # The same call opened before an explicit </think> (Kimi-K2.5 does this), with reasoning after it.
+    closed = get_parser(family).parse("<think>" + text + " Then I answer.</think>Done.")
+    assert (calls(closed), " ".join(closed.reasoning.split()), closed.content) == (
+        [READ], "I need the file. Then I answer.", "Done.")
+
+
+def test_reasoning_that_only_mentions_a_call_marker_stays_reasoning() -> None:
+    out = get_parser("hermes").parse("<think>I could write <tool_call> here, but no.</think>The answer is 4.")
+    assert (out.reasoning, out.content, out.tool_calls, out.malformed) == (
+        "I could write <tool_call> here, but no.", "The answer is 4.", [], [])
+    cut = get_parser("hermes").parse("<think>maybe <tool_call>{\"name\": ", starts_in_reasoning=False)
+    assert (cut.reasoning, cut.malformed) == ('maybe <tool_call>{"name":', [])
+
+
+def test_lenient_forms() -> None:
+    qc = get_parser("qwen3_coder")
+    missing_close = qc.parse("<tool_call>\n<function=write>\n<parameter=path>\nb.py\n<parameter=content>\nx = 1\n"
+                             "</function>\n</tool_call>")
+    assert calls(missing_close) == [("write", {"path": "b.py", "content": "x = 1"})]
+    no_opener = qc.parse("<function=read_file>\n<parameter=path>\na.py\n</parameter>\n</function>\n</tool_call>")
+    assert (calls(no_opener), no_opener.content) == ([READ], "")
+    ds = get_parser("deepseek_v3").parse(
+        'Sure.<｜tool▁call▁begin｜>read_file<｜tool▁sep｜>{"path": "a.py"}<｜tool▁call▁end｜>')
+    assert (calls(ds), ds.content) == ([READ], "Sure.")
+    cut = get_parser("hermes").parse('<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n')
+    assert (calls(cut), cut.malformed) == ([READ], [])
+    oss = get_parser("harmony").parse('Let me check.<|start|>assistant<|channel|>commentary to=functions.read_file '
+                                      '<|constrain|>json<|message|>{"path": "a.py"}<|call|>')
+    assert (calls(oss), oss.content) == ([READ], "Let me check.")
+    no_end = get_parser("harmony").parse('<|channel|>analysis<|message|>plan<|start|>assistant<|channel|>commentary '
+                                         'to=functions.read_file<|message|>{"path": "a.py"}')
+    assert (calls(no_end), no_end.reasoning) == ([READ], "plan")
+
+
+# -- calls written as JSON text
+
+WRITE = ("write", {"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"})
+
+
+@pytest.mark.parametrize("family", ["hermes", "qwen3_coder", "glm45", "mistral", "kimi_k2", "deepseek_v3", "generic"])
+def test_fenced_or_bare_json_naming_an_offered_tool_is_a_repaired_call(family: str) -> None:
+    p = get_parser(family)
+    body = '{"name": "write", "arguments": {"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}}'
+    fenced = p.parse(f"I'll write the file.\n```json\n{body}\n```", tools=OFFERED)
+    assert (calls(fenced), fenced.content) == ([WRITE], "I'll write the file.")
+    assert fenced.tool_calls[0].repaired
+    bare = p.parse(f"{body}\nDone.", tools=OFFERED)
+    assert (calls(bare), bare.content) == ([WRITE], "Done.")
+    listed = p.parse(f"```\n[{body}, {{\"name\": \"ls\", \"arguments\": {{}}}}]\n```", tools=OFFERED)
+    assert calls(listed) == [WRITE, ("ls", {})]
+
+
+@pytest.mark.parametrize("text", [
+    '```json\n{"name": "delete_everything", "arguments": {}}\n```',  # not an offered tool
+    '{"name": "write", "arguments": "not an object"}',
+    '{"answer": 42}',
+    'Config:\n```json\n{"name": "demo", "version": 1}\n```',
+    '```python\nprint({"name": "write", "arguments": {"path": "x"}})\n```',  # code, not a call
+    "Use a dict like {'a': 1} or [1, 2] and {\"k\": [1, {\"n\": 2}]}.",
+])
+def test_other_json_stays_content(text: str) -> None:
+    out = get_parser("hermes").parse(text, tools=OFFERED)
+    assert (out.content, out.tool_calls, out.malformed) == (text.strip(), [], [])
+
+
+def test_json_calls_need_the_requests_tools_except_in_generic_and_llama3() -> None:
+    text = '```json\n{"name": "read_file", "arguments": {"path": "a.py"}}\n```'
+    assert get_parser("hermes").parse(text).tool_calls == []
+    assert calls(get_parser("generic").parse(text)) == [READ]
+    truncated = get_parser("hermes").parse('{"name": "write", "arguments": {"path": "a.py", "content": "x', tools=OFFERED)
+    assert truncated.tool_calls == [] and len(truncated.malformed) == 1

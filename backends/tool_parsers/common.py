@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
-from localcode.backends.base import ToolCall, ToolSchema
-from localcode.backends.tool_parsers.core import NotACall
+from localcode.backends.base import MalformedToolCall, ToolCall, ToolSchema
+from localcode.backends.tool_parsers.core import NotACall, Parsed
+from localcode.backends.tool_parsers.json_text import args_json, call_from_obj
+
+T = TypeVar("T")
+
 
 def tool_properties(tools: Sequence[ToolSchema] | None, name: str) -> dict[str, Any]:
     for tool in tools or ():
@@ -54,36 +58,6 @@ def coerce_value(text: str, prop: Any) -> Any:
     ):
         return text
     return value
-
-
-def args_json(args: Any) -> str:
-    return json.dumps(args, ensure_ascii=False)
-
-
-def call_from_obj(obj: Any) -> ToolCall:
-    """A call from ``{"name", "arguments"|"parameters"}`` (or OpenAI's ``{"function": {...}}``)."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object with name and arguments, got {type(obj).__name__}")
-    if isinstance(obj.get("function"), dict):
-        obj = {**obj["function"], **({"id": obj["id"]} if "id" in obj else {})}
-    name = obj.get("name", obj.get("tool_name"))
-    if not isinstance(name, str) or not name:
-        raise ValueError("tool call has no name")
-    args = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(args, str):
-        try:
-            json.loads(args)
-        except ValueError as e:
-            raise ValueError(f"arguments of {name} are not valid JSON: {e}") from None
-        arguments = args
-    else:
-        if args is None:
-            args = {}
-        arguments = args_json(args)
-    call_id = obj.get("id")
-    if isinstance(call_id, str) and call_id:
-        return ToolCall(id=call_id, name=name, arguments=arguments)
-    return ToolCall(name=name, arguments=arguments)
 
 
 def strip_fence(text: str) -> str:
@@ -160,3 +134,20 @@ def block_json_seq(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCa
     except NotACall:
         raise ValueError("tool-call block holds no JSON call") from None
 
+
+
+def salvage(pieces: Iterable[tuple[str, T]], parse_one: Callable[[T], ToolCall], nothing: str) -> Parsed:
+    """Each piece (raw text, match) parsed on its own: good calls are kept beside broken ones.
+
+    ``parse_one`` raises ``ValueError`` for a broken call; ``nothing`` is the error when there
+    is no piece at all.
+    """
+    out = Parsed()
+    for raw, piece in pieces:
+        try:
+            out.calls.append(parse_one(piece))
+        except ValueError as e:
+            out.malformed.append(MalformedToolCall(raw=raw, error=str(e)))
+    if not out.calls and not out.malformed:
+        raise ValueError(nothing)
+    return out

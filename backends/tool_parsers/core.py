@@ -9,12 +9,13 @@ parsing feeds the whole text to the same machine, so both paths give the same re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from localcode.backends.base import MalformedToolCall, StreamEvent, ToolCall, ToolSchema
+from localcode.backends.tool_parsers import json_text
 
 class ParsedOutput(BaseModel):
     """Generated text split into what the user sees, the reasoning and the tool calls."""
@@ -33,8 +34,19 @@ class NotACall(Exception):
     """The block turned out not to be a tool call after all: keep its text as content."""
 
 
-BlockFn = Callable[[str, Sequence[ToolSchema] | None], list[ToolCall]]
-"""Parses the text inside one block into calls; raises ValueError (malformed) or NotACall."""
+@dataclass
+class Parsed:
+    """What a block parser found: calls, broken calls beside them, and text that is content."""
+
+    calls: list[ToolCall] = field(default_factory=list)
+    malformed: list[MalformedToolCall] = field(default_factory=list)
+    content: str = ""
+    """Text inside the block that is not a call (e.g. prose after Mistral's ``[TOOL_CALLS]``)."""
+
+
+BlockFn = Callable[[str, Sequence[ToolSchema] | None], "list[ToolCall] | Parsed"]
+"""Parses the text inside one block into calls (or a ``Parsed`` that keeps good calls beside
+broken ones); raises ValueError (the whole block is malformed) or NotACall."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class BlockSpec:
 
     ``close=None`` runs to the end of the output. ``eos_closes`` accepts a block cut off by
     the end of generation (its closing marker is a stop sequence llama.cpp removes).
+    ``eos_parse`` parses a block cut off by the end anyway and keeps the calls that are
+    complete on their own (JSON objects, calls with their own end marker).
     ``keep_markers`` passes the markers to ``parse`` too (formats that need them).
     """
 
@@ -50,6 +64,7 @@ class BlockSpec:
     close: str | None
     parse: BlockFn
     eos_closes: bool = False
+    eos_parse: bool = False
     keep_markers: bool = False
     maybe_content: bool = False
     """The block may turn out not to be a call (``NotACall``): then its text is content."""
@@ -62,12 +77,13 @@ class ParserSpec:
     family: str
     reasoning: tuple[tuple[str, str], ...] = (("<think>", "</think>"),)
     blocks: tuple[BlockSpec, ...] = ()
-    leading: BlockFn | None = None
-    """Parses an answer that starts with JSON as calls (Llama 3.x, generic); ``NotACall`` keeps it content."""
+    json_text: Literal["tools", "any", "native"] = "tools"
+    """Fenced or bare JSON calls in the answer: ``tools``: calls when they name one of the
+    request's tools (counted as repaired); ``any``: whatever the name (repaired; the generic
+    family); ``native``: the family's own format (Llama 3.x), any name, not repaired."""
     drop: tuple[str, ...] = ()
-    """End-of-turn tokens removed if the backend passes them through."""
+    """End-of-turn tokens (and stray closing markers) removed if the backend passes them through."""
     stop_sequences: tuple[str, ...] = ()
-
 
 
 def partial_start(buf: str, markers: Sequence[str]) -> int:
@@ -143,7 +159,13 @@ class StreamBase:
 
 
 class StreamParser(StreamBase):
-    """Incremental parser: ``feed`` deltas, then ``finish`` for the complete result."""
+    """Incremental parser: ``feed`` deltas, then ``finish`` for the complete result.
+
+    Salvage rules (a model's output is never lost): a block with one broken call keeps its
+    good calls; a call block opened inside reasoning (before ``</think>``, or in reasoning the
+    output never closes) yields its calls while the rest stays reasoning; a fenced or bare
+    JSON call in the answer becomes a call (see ``ParserSpec.json_text``).
+    """
 
     def __init__(
         self, spec: ParserSpec, starts_in_reasoning: bool = False, tools: Sequence[ToolSchema] | None = None
@@ -156,13 +178,19 @@ class StreamParser(StreamBase):
         self._calls: list[ToolCall] = []
         self._malformed: list[MalformedToolCall] = []
         self._started = {"content": False, "reasoning": False}
-        self._seen_text = False  # any non-whitespace content yet (for leading JSON)
         self._finished: ParsedOutput | None = None
         self._block: BlockSpec | None = None
-        self._leading = False
+        self._json = False  # the buffer starts with a possible JSON call
+        self._code_fence = False  # inside a fenced code block that is not JSON
         self._reasoning_close: str | None = None
         if starts_in_reasoning and spec.reasoning:
             self._reasoning_close = spec.reasoning[0][1]
+        names = {_tool_name(t) for t in tools or ()} - {""}
+        self._accept: Callable[[str], bool] | None = None
+        if spec.json_text in ("any", "native"):
+            self._accept = bool
+        elif names:
+            self._accept = names.__contains__
 
     # -- emitting
     def _emit(self, kind: str, text: str, events: list[StreamEvent]) -> None:
@@ -174,32 +202,12 @@ class StreamParser(StreamBase):
                 return
             self._started[kind] = True
         (self._content if kind == "content" else self._reasoning).append(text)
-        if kind == "content":
-            self._seen_text = True
         if events and events[-1].kind == kind:
             events[-1] = StreamEvent(kind=kind, text=events[-1].text + text)  # type: ignore[arg-type]
         else:
             events.append(StreamEvent(kind=kind, text=text))  # type: ignore[arg-type]
 
-    def _emit_block(self, block: BlockSpec, raw: str, closed: bool, events: list[StreamEvent]) -> None:
-        full = block.open + raw + (block.close or "" if closed else "")
-        body = full if block.keep_markers else raw
-        if not closed and not block.eos_closes and block.close is not None:
-            if block.maybe_content:
-                self._emit("content", full, events)
-                return
-            self._malformed.append(
-                MalformedToolCall(raw=full, error=f"unclosed {block.open}: output ended before {block.close}")
-            )
-            return
-        try:
-            calls = block.parse(body, self._tools)
-        except NotACall:
-            self._emit("content", full, events)
-            return
-        except Exception as e:  # noqa: BLE001 - a parser bug must not lose the model's output
-            self._malformed.append(MalformedToolCall(raw=full, error=str(e) or type(e).__name__))
-            return
+    def _add_calls(self, calls: Sequence[ToolCall], events: list[StreamEvent]) -> None:
         for call in calls:
             events.append(
                 StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
@@ -207,62 +215,86 @@ class StreamParser(StreamBase):
             )
             self._calls.append(call)
 
+    def _emit_block(self, block: BlockSpec, raw: str, closed: bool, events: list[StreamEvent],
+                    in_reasoning: bool = False) -> None:
+        full = block.open + raw + (block.close or "" if closed else "")
+        body = full if block.keep_markers else raw
+        text_kind = "reasoning" if in_reasoning else "content"
+        unclosed = not closed and not block.eos_closes and block.close is not None
+        if unclosed and not block.eos_parse:
+            if block.maybe_content or in_reasoning:
+                self._emit(text_kind, full, events)
+                return
+            self._malformed.append(
+                MalformedToolCall(raw=full, error=f"unclosed {block.open}: output ended before {block.close}")
+            )
+            return
+        try:
+            found = block.parse(body, self._tools)
+        except NotACall:
+            self._emit(text_kind, full, events)
+            return
+        except Exception as e:  # noqa: BLE001 - a parser bug must not lose the model's output
+            if in_reasoning:
+                self._emit(text_kind, full, events)  # thinking about a call, not making one
+            elif unclosed:
+                self._malformed.append(MalformedToolCall(
+                    raw=full, error=f"unclosed {block.open}: output ended before {block.close} ({e})"))
+            else:
+                self._malformed.append(MalformedToolCall(raw=full, error=str(e) or type(e).__name__))
+            return
+        parsed = found if isinstance(found, Parsed) else Parsed(calls=list(found))
+        if in_reasoning and not parsed.calls:
+            self._emit(text_kind, full, events)
+            return
+        if unclosed and not parsed.calls:
+            self._malformed.append(
+                MalformedToolCall(raw=full, error=f"unclosed {block.open}: output ended before {block.close}"))
+            return
+        self._add_calls(parsed.calls, events)
+        self._malformed.extend(parsed.malformed)
+        self._emit(text_kind, parsed.content, events)
+
+    def _emit_json(self, scanned: json_text.Scan, text: str, events: list[StreamEvent]) -> None:
+        if scanned.malformed is not None:
+            self._malformed.append(scanned.malformed)
+        elif scanned.calls:
+            native = self._spec.json_text == "native"
+            self._add_calls([c if native else c.model_copy(update={"repaired": True}) for c in scanned.calls],
+                            events)
+        else:
+            self._emit("content", text, events)
+
     # -- the machine
     def _run(self, events: list[StreamEvent], final: bool) -> None:
         spec = self._spec
         while True:
             buf = self._buf
-            if self._leading:
-                end = find_marker(buf, spec.drop)
-                if end is None:
-                    if not final:
-                        return
-                    self._buf, self._leading = "", False
-                    self._emit_leading(buf, events)
-                    return
-                self._buf, self._leading = buf[end[0] + len(end[1]):], False
-                self._emit_leading(buf[: end[0]], events)
-                continue
             if self._block is not None:
-                block = self._block
-                if block.close is None:
-                    # Runs to the end of the turn: the end of the output or an end-of-turn token.
-                    end = find_marker(buf, spec.drop)
-                    if end is None:
-                        if not final:
-                            return
-                        self._buf, self._block = "", None
-                        self._emit_block(block, buf, closed=True, events=events)
-                        return
-                    self._buf, self._block = buf[end[0] + len(end[1]):], None
-                    self._emit_block(block, buf[: end[0]], closed=True, events=events)
-                    continue
-                i = buf.find(block.close)
-                if i < 0:
-                    if not final:
-                        return
-                    self._buf, self._block = "", None
-                    self._emit_block(block, buf, closed=False, events=events)
+                if not self._run_block(self._block, events, final):
                     return
-                self._buf, self._block = buf[i + len(block.close):], None
-                self._emit_block(block, buf[:i], closed=True, events=events)
+                continue
+            if self._json:
+                assert self._accept is not None
+                scanned = json_text.scan(buf, final, self._accept)
+                if scanned is None:
+                    return
+                end = scanned.length
+                if not scanned.is_content:
+                    while end < len(buf) and buf[end] in " \t;":
+                        end += 1
+                self._buf, self._json = buf[end:], False
+                self._emit_json(scanned, buf[: scanned.length], events)
                 continue
             if self._reasoning_close is not None:
-                markers: list[str] = [self._reasoning_close, *spec.drop]
+                markers: list[str] = [self._reasoning_close, *spec.drop, *(b.open for b in spec.blocks)]
                 kind = "reasoning"
             else:
-                if spec.leading is not None and not self._seen_text and not self._calls:
-                    stripped = buf.lstrip()
-                    if not stripped:
-                        if final:
-                            self._buf = ""
-                        return
-                    if stripped[0] in "[{" or stripped.startswith("```"):
-                        self._leading = True
-                        continue
                 # A stray reasoning close (history turns of GLM-4.7 start with a bare "</think>") is dropped.
                 markers = [o for o, _ in spec.reasoning] + [b.open for b in spec.blocks] + list(spec.drop) + [
                     c for _, c in spec.reasoning]
+                if self._accept is not None:
+                    markers += ["```"] if self._code_fence else ["```", "{", "["]
                 kind = "content"
             hold = len(buf) if final else partial_start(buf, markers)
             hit = find_marker(buf, markers)
@@ -272,10 +304,34 @@ class StreamParser(StreamBase):
                 return
             i, marker = hit
             self._emit(kind, buf[:i], events)
+            if marker in ("```", "{", "[") and kind == "content" and self._accept is not None:
+                rest = buf[i:]
+                if self._code_fence:  # the closing fence of a code block
+                    self._code_fence = False
+                    self._emit("content", marker, events)
+                    self._buf = rest[3:]
+                    continue
+                starts = json_text.could_start(rest, final)
+                if starts is None:
+                    self._buf = rest
+                    return
+                if starts:
+                    self._buf, self._json = rest, True
+                    continue
+                if marker == "```":
+                    self._code_fence = True
+                    nl = rest.find("\n")
+                    head = rest if nl < 0 else rest[: nl + 1]
+                    self._emit("content", head, events)
+                    self._buf = rest[len(head):]
+                    continue
+                self._emit("content", marker, events)
+                self._buf = rest[1:]
+                continue
             self._buf = buf[i + len(marker):]
             if marker in spec.drop or (kind == "content" and any(marker == c for _, c in spec.reasoning)):
                 continue
-            if kind == "reasoning":
+            if kind == "reasoning" and marker == self._reasoning_close:
                 self._reasoning_close = None
                 continue
             for open_, close in spec.reasoning:
@@ -285,25 +341,37 @@ class StreamParser(StreamBase):
             else:
                 self._block = next(b for b in spec.blocks if b.open == marker)
 
-    def _emit_leading(self, text: str, events: list[StreamEvent]) -> None:
-        try:
-            assert self._spec.leading is not None
-            calls = self._spec.leading(text, self._tools)
-        except NotACall:
-            # Not a call: the text is content (markers inside it still count).
-            self._seen_text = True
-            rest, self._buf = self._buf, text
-            self._run(events, final=True)
-            self._buf = rest
-            return
-        except Exception as e:  # noqa: BLE001
-            self._malformed.append(MalformedToolCall(raw=text.strip(), error=str(e) or type(e).__name__))
-            return
-        for call in calls:
-            events.append(StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
-                                      arguments=call.arguments))
-            self._calls.append(call)
+    def _run_block(self, block: BlockSpec, events: list[StreamEvent], final: bool) -> bool:
+        """Advance inside a call block; False when more text is needed."""
+        buf = self._buf
+        in_reasoning = self._reasoning_close is not None
+        ends = list(self._spec.drop) if block.close is None else [block.close]
+        if in_reasoning:
+            # Reasoning that closes before the block does: the block was only mentioned.
+            ends.append(self._reasoning_close)  # type: ignore[arg-type]
+        end = find_marker(buf, ends)
+        if end is not None and in_reasoning and end[1] == self._reasoning_close and end[1] != block.close:
+            self._buf, self._block = buf[end[0]:], None
+            if block.close is None:
+                self._emit_block(block, buf[: end[0]], closed=True, events=events, in_reasoning=True)
+            else:
+                self._emit("reasoning", block.open + buf[: end[0]], events)
+            return True
+        if end is None:
+            if not final:
+                return False
+            self._buf, self._block = "", None
+            self._emit_block(block, buf, closed=block.close is None, events=events, in_reasoning=in_reasoning)
+            return True
+        self._buf, self._block = buf[end[0] + len(end[1]):], None
+        self._emit_block(block, buf[: end[0]], closed=True, events=events, in_reasoning=in_reasoning)
+        return True
 
+
+def _tool_name(tool: Any) -> str:
+    fn = tool.get("function", tool) if isinstance(tool, dict) else {}
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 class ToolCallParser:

@@ -24,6 +24,7 @@ _MESSAGE = "<|message|>"
 _HEADER_STARTS = ("<|", "to=")
 """A message header starts with a special token (``<|channel|>``, ``<|start|>``) or a recipient."""
 _BODY_END = ("<|end|>", "<|call|>", "<|return|>")
+_NEXT_HEADER = ("<|start|>", "<|channel|>")
 _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
 _CHANNEL = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
 
@@ -112,8 +113,16 @@ class HarmonyStream(StreamBase):
                     elif rest:
                         self._emit("content", rest, events)
                 return
-            # inside a body
-            hit = find_marker(buf, _BODY_END)
+            # inside a body; a new header also ends it (models skip <|end|>, or write text before <|start|>)
+            hit = find_marker(buf, _BODY_END + _NEXT_HEADER)
+            if hit is not None and hit[1] in _NEXT_HEADER:
+                hit_at = hit[0]
+                if self._kind == "tool":
+                    self._tool(buf[:hit_at], self._header_raw, events)
+                else:
+                    self._emit(self._kind, buf[:hit_at], events)
+                self._buf, self._header = buf[hit_at:], ""
+                continue
             if self._kind == "tool":
                 if hit is None:
                     if not final:
@@ -124,7 +133,7 @@ class HarmonyStream(StreamBase):
                 self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
                 self._tool(buf[: hit[0]], self._header_raw, events)
                 continue
-            hold = len(buf) if final else partial_start(buf, _BODY_END)
+            hold = len(buf) if final else partial_start(buf, _BODY_END + _NEXT_HEADER)
             if hit is None or hit[0] >= hold:
                 self._emit(self._kind, buf[:hold], events)
                 self._buf = buf[hold:]

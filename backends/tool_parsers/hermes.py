@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from localcode.backends.base import ToolCall, ToolSchema
-from localcode.backends.tool_parsers.common import fenced_json, json_calls, leading_json
+from localcode.backends.tool_parsers.common import json_calls
 from localcode.backends.tool_parsers.core import BlockSpec, ParserSpec, ToolCallParser
 
 
@@ -18,11 +18,11 @@ def block_hermes(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall
     return json_calls(text)
 
 
-HERMES_BLOCK = BlockSpec("<tool_call>", "</tool_call>", block_hermes)
-FENCE_BLOCK = BlockSpec("```json", "```", fenced_json, maybe_content=True, keep_markers=True)
+# A call whose "</tool_call>" was cut by a stop sequence is complete when its JSON is.
+HERMES_BLOCK = BlockSpec("<tool_call>", "</tool_call>", block_hermes, eos_parse=True)
 THINK = (("<think>", "</think>"),)
 
 HERMES = ToolCallParser(ParserSpec("hermes", THINK, (HERMES_BLOCK,), drop=("<|im_end|>", "<|endoftext|>"),
                                    stop_sequences=("<|im_end|>",)))
-GENERIC = ToolCallParser(ParserSpec("generic", THINK, (HERMES_BLOCK, FENCE_BLOCK), leading=leading_json,
+GENERIC = ToolCallParser(ParserSpec("generic", THINK, (HERMES_BLOCK,), json_text="any",
                                     drop=("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>")))

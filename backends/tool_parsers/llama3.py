@@ -34,5 +34,5 @@ def block_python_tag(text: str, tools: Sequence[ToolSchema] | None) -> list[Tool
 
 _DROP = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
 PYTHON_TAG = BlockSpec("<|python_tag|>", None, block_python_tag, eos_closes=True)
-LLAMA3 = ToolCallParser(ParserSpec("llama3", (), (PYTHON_TAG,), leading=leading_json, drop=_DROP,
+LLAMA3 = ToolCallParser(ParserSpec("llama3", (), (PYTHON_TAG,), json_text="native", drop=_DROP,
                                    stop_sequences=("<|eot_id|>", "<|eom_id|>")))
