@@ -112,6 +112,8 @@ class AgentUsage(_Model):
     """Responses whose tool calls could not be parsed."""
     repairs: int = 0
     """Tool calls whose arguments needed repair or renaming before they ran."""
+    text_calls: int = 0
+    """Tool calls written as JSON text, not the family's call format, that the parser repaired."""
     exhausted_context_windows: int = 0
     """Times the conversation did not fit the context window."""
     tool_calls: dict[str, int] = Field(default_factory=dict)

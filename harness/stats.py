@@ -92,6 +92,7 @@ def compute_stats(
         "prefill_tokens_per_s": round(usage.prompt_eval_tokens / (usage.prompt_ms / 1000), 1) if usage.prompt_ms else None,
         "decode_tokens_per_s": round(usage.decode_tokens / (usage.decode_ms / 1000), 1) if usage.decode_ms else None,
         "repairs": usage.repairs,
+        "text_calls": usage.text_calls,
         "tool_calls": dict(sorted(usage.tool_calls.items())),
         "tool_errors": dict(sorted(usage.tool_errors.items())),
         "seconds_per_case": round((agent_s + test_s) / n, 2) if n else 0.0,

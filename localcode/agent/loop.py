@@ -262,6 +262,7 @@ class _Agent:
     def read_calls(self, result: ChatResult) -> tuple[list[ToolCall], list[str], bool]:
         """The calls to run, the format problems to report, and whether calls were recovered from text."""
         calls = [self.unique(c) for c in result.tool_calls]
+        self.result.text_calls += sum(c.repaired for c in result.tool_calls)
         problems = [f"a tool call could not be parsed ({m.error}): {clip(m.raw, 300)}"
                     for m in result.malformed_tool_calls]
         recovered = False

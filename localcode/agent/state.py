@@ -193,6 +193,8 @@ class AgentRun(BaseModel):
     """Calls whose arguments needed repair or renaming."""
     auto_recovered: int = 0
     """Calls recovered from plain text (auto_tool_call_on_failure)."""
+    text_calls: int = 0
+    """Calls the model wrote as JSON text instead of its family's format (repaired by the parser)."""
     nudges: int = 0
     """Plain answers refused (min_tool_calls, require_code_change)."""
     skipped_calls: int = 0
