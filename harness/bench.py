@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -48,6 +48,9 @@ from localcode.harness.workspace import (
     strip_tests,
     workspace_dir,
 )
+
+if TYPE_CHECKING:
+    from localcode.config import AgentConfig
 
 RETRY_OUTPUT_LINES = 50
 """Lines of test output that go into the retry prompt (Aider keeps the first 50)."""
@@ -235,15 +238,25 @@ def make_solver(agent_spec: str, *, overrides: dict[str, Any] | None = None, see
         return OracleSolver()
     if agent_spec == "none":
         return NoneSolver()
-    from localcode.config import merge_overrides, resolve_agent
     from localcode.harness.agent_solver import ModelSolver
+
+    return ModelSolver.load(agent_spec, agent_config(agent_spec, overrides=overrides, seed=seed), verbose=verbose)
+
+
+def agent_config(agent_spec: str, *, overrides: dict[str, Any] | None = None, seed: int | None = None) -> AgentConfig:
+    """The validated ``AgentConfig`` of a model agent, as ``make_solver`` loads it (nothing is loaded here):
+    the resolved config with ``overrides`` applied and ``seed`` when the config sets none.
+    ``bench --ray`` resolves it once on the driver and sends it to every worker.
+    Raises ``ConfigError``.
+    """
+    from localcode.config import merge_overrides, resolve_agent
 
     config = resolve_agent(agent_spec)
     if overrides:
         config = merge_overrides(config, overrides)
     if config.seed is None and seed is not None:
         config = merge_overrides(config, {"seed": seed}, source="--seed")
-    return ModelSolver.load(agent_spec, config, verbose=verbose)
+    return config
 
 
 # --------------------------------------------------------------------------- prompts

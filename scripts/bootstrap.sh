@@ -22,6 +22,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras="gguf,serve,demo,test,coder,coder-small"
 if python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then extras="$extras,mlx"; fi
+extras="$extras,ray"  # bench --ray (tests start a local Ray cluster)
 log "installing localcode[$extras] (llama-cpp-python compiles on first install)"
 .venv/bin/python -m pip install --quiet --upgrade pip >&2
 .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2

@@ -158,9 +158,15 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None,
 
 
 @click.command("bench")
-@click.option("--agent", "agent", required=True, metavar="NAME",
+@click.option("--agent", "agents", multiple=True, metavar="NAME",
               help="oracle | none | gguf/NAME | mlx/NAME | path/to/agent.json. "
-                   "'oracle' writes the reference solution (should pass all); 'none' changes nothing (should fail all).")
+                   "'oracle' writes the reference solution (should pass all); 'none' changes nothing (should fail all). "
+                   "Several --agent: a sweep, one run folder per agent.")
+@click.option("--sweep", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="YAML file listing agents to run one after the other (entries: NAME or {agent, agent_args}).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Spread the run over a Ray cluster, one in-process model per worker: 'auto' joins the running "
+                   "cluster, host:port or ray://... a given one; no address starts a local one. Needs localcode[ray].")
 @click.option("-k", "keywords", multiple=True, metavar="NAMES",
               help="Exercises by name, lang/name or glob, comma-separated (e.g. -k bowling,python/*-cipher).")
 @click.option("-l", "--languages", "languages", multiple=True, metavar="LANGS",
@@ -200,12 +206,13 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None,
 @click.option("--agent-log", is_flag=True, help="Print the agent's turns and tool calls on stderr (they are always in the run's logs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], all_: bool, full: bool,
+@click.pass_context
+def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray_address: str | None, keywords: tuple[str, ...], languages: tuple[str, ...], all_: bool, full: bool,
             n: int | None, seed: int, tries: int, jobs: int, test_timeout: float, agent_timeout: float | None,
             sandbox: str, visible_tests: bool, dataset: Path | None, results_dir: Path | None,
             run_name: str | None, new_run: bool, retry_errors: bool, ca_bundle: Path | None,
             image: str | None, agent_args: str | None, url: str | None, model_path: str | None,
-            agent_log: bool, as_json: bool, no_progress: bool) -> None:
+            agent_log: bool, as_json: bool, no_progress: bool) -> Path:
     """Benchmark an agent on the Aider polyglot exercises.
 
     Each selected exercise gets a fresh workspace with the solution stubs and build files
@@ -226,11 +233,28 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
     that ended in an infrastructure error are rerun only with --retry-errors.
 
     \b
+    Sweep: several --agent (or --sweep FILE) run one after the other over the same
+    selection, each into its own run folder (--results-dir DIR: DIR/<agent>;
+    --run-name NAME: NAME--<agent>); --json then prints a list.
+
+    \b
+    Ray: --ray [ADDRESS] starts one worker per node (per GPU, or per unit of the node's
+    'localcode_workers' resource); each loads the model once and runs its node's test
+    container; results land in this run folder as on one machine.
+
+    \b
     Examples:
       localcode bench --agent oracle -k bowling          # every language's bowling
       localcode bench --agent none --full --jobs 2
       localcode bench --agent gguf/qwen3 --all --tries 2
+      localcode bench --agent gguf/a --agent gguf/b --full --ray auto
     """
+    from localcode.harness.sweep import sweep_entries
+
+    entries = sweep_entries(agents, sweep)
+    if len(entries) > 1:
+        return _sweep(ctx, entries)
+    agent, agent_args = entries[0].agent, _join_args(agent_args, entries[0].agent_args)
     from localcode import paths
     from localcode.harness.bench import BenchOptions, BenchRunner, agent_overrides, check_agent, make_solver
     from localcode.harness.dataset import dataset_identity, load_dataset, resolve_dataset_dir
@@ -289,7 +313,21 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
                f"({len(chosen) - len(todo)} already have results)", err=True)
 
     with ExitStack() as stack:
-        if todo:
+        if todo and ray_address is not None:
+            from localcode.harness.ray_runner import bench_on_ray
+
+            prior = [existing[e.id] for e in chosen if e.id in existing and (existing[e.id].finished or not retry_errors)]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if previous is None:
+                store.write_run_info(info)
+            info.peak_memory_mb = previous.peak_memory_mb if previous else None
+            bench_on_ray(None if ray_address == "local" else ray_address, store=store, run_info=info, exercises=todo,
+                         prior=prior, total=len(chosen), agent=agent, overrides=overrides, seed=seed,
+                         sandbox=sandbox, image=image, test_timeout=test_timeout,
+                         options=BenchOptions(tries=tries, jobs=jobs, visible_tests=visible_tests,
+                                              agent_timeout_s=agent_timeout),
+                         verbose=agent_log, show_progress=not no_progress)
+        elif todo:
             run_dir.mkdir(parents=True, exist_ok=True)
             store.workspaces_dir.mkdir(parents=True, exist_ok=True)
             if previous is None:
@@ -334,3 +372,42 @@ def command(agent: str, keywords: tuple[str, ...], languages: tuple[str, ...], a
     click.echo(f"results: {run_dir}", err=True)
     if as_json:
         click.echo(json.dumps(stats, indent=2))
+    return run_dir
+
+
+def _join_args(*parts: str | None) -> str | None:
+    """``--agent-args`` strings joined, later ones winning."""
+    joined = " ".join(p for p in parts if p)
+    return joined or None
+
+
+def _sweep(ctx: click.Context, entries: list[Any]) -> Path:
+    """Run ``bench`` once per sweep entry (same selection and flags), one run folder each."""
+    from localcode.harness.bench import agent_overrides, check_agent
+    from localcode.harness.results import STATS_FILE
+
+    params = dict(ctx.params)
+    slugs = [_slug(e.agent) for e in entries]
+    names = [s if slugs.count(s) == 1 else f"{s}-{i + 1}" for i, s in enumerate(slugs)]
+    for e in entries:  # every config is checked before the first run starts
+        check_agent(e.agent, agent_overrides(_join_args(params["agent_args"], e.agent_args), params["url"],
+                                             params["model_path"]))
+    summary: list[dict[str, Any]] = []
+    for i, (e, name) in enumerate(zip(entries, names), 1):
+        click.echo(f"sweep {i}/{len(entries)}: {e.agent}" + (f" ({e.agent_args})" if e.agent_args else ""), err=True)
+        run_dir = ctx.invoke(command, **{
+            **params, "agents": (e.agent,), "sweep": None, "as_json": False,
+            "agent_args": _join_args(params["agent_args"], e.agent_args),
+            "results_dir": params["results_dir"] / name if params["results_dir"] else None,
+            "run_name": f"{params['run_name']}--{name}" if params["run_name"] else None,
+        })
+        stats = json.loads((run_dir / STATS_FILE).read_text(encoding="utf-8"))
+        summary.append({"agent": e.agent, "agent_args": e.agent_args, "run_dir": str(run_dir), "stats": stats})
+    for row in summary:
+        rates = " ".join(f"{k} {v}" for k, v in row["stats"].items() if k.startswith("pass_rate_"))
+        click.echo(f"{row['agent']}{' (' + row['agent_args'] + ')' if row['agent_args'] else ''}: {rates}  "
+                   f"{row['run_dir']}", err=True)
+    if params["as_json"]:
+        click.echo(json.dumps(summary, indent=2))
+    return Path(summary[-1]["run_dir"])
+
