@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("localcode.commands.serve", "Serve the loaded model as an OpenAI-compatible API."),
     "setup": ("localcode.commands.setup", "Fetch the dataset and build the test image."),
     "agents": ("localcode.commands.agents", "List the agent configs localcode can find."),
+    "report": ("localcode.commands.report", "Report on runs: one in detail, or several side by side."),
 }
 
 

@@ -14,6 +14,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 if [ "$(uname -s)" = "Linux" ]; then
   bash scripts/install-docker.sh
+  sh scripts/install-chromium.sh  # headless Chromium for the HTML report tests
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -23,6 +24,7 @@ fi
 extras="gguf,serve,demo,test,coder,coder-small"
 if python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then extras="$extras,mlx"; fi
 extras="$extras,ray"  # bench --ray (tests start a local Ray cluster)
+extras="$extras,report"  # matplotlib for the plots of `localcode report --html`
 log "installing localcode[$extras] (llama-cpp-python compiles on first install)"
 .venv/bin/python -m pip install --quiet --upgrade pip >&2
 .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2

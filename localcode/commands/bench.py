@@ -204,6 +204,12 @@ def open_sandbox(kind: str, root: Path, *, ca_bundle: Path | None = None,
 @click.option("--url", default=None, help="Use an OpenAI-compatible endpoint (llama-server, LM Studio, ...) instead of loading the model.")
 @click.option("--model", "model_path", default=None, metavar="PATH", help="Model file (GGUF) or folder (MLX) instead of the config's.")
 @click.option("--agent-log", is_flag=True, help="Print the agent's turns and tool calls on stderr (they are always in the run's logs).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the selection N times into one run folder (repeat-1/ ... repeat-N/, resumable); "
+                   "repeat k uses model seed --seed + k - 1. 'localcode report' shows mean +- sd.")
+@click.option("--from-run", "--select-from", "from_run", default=None, metavar="RUN",
+              help="Select the tasks of an earlier run (folder, or name under the runs dir); -k/-l/-n narrow it.")
+@click.option("--failed", is_flag=True, help="With --from-run: only the tasks that failed or errored in that run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.pass_context
@@ -212,7 +218,8 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
             sandbox: str, visible_tests: bool, dataset: Path | None, results_dir: Path | None,
             run_name: str | None, new_run: bool, retry_errors: bool, ca_bundle: Path | None,
             image: str | None, agent_args: str | None, url: str | None, model_path: str | None,
-            agent_log: bool, as_json: bool, no_progress: bool) -> Path:
+            agent_log: bool, repeat: int, from_run: str | None, failed: bool, as_json: bool,
+            no_progress: bool) -> Path:
     """Benchmark an agent on the Aider polyglot exercises.
 
     Each selected exercise gets a fresh workspace with the solution stubs and build files
@@ -266,8 +273,13 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
                           n=n, seed=seed)
     root = resolve_dataset_dir(dataset)
     load = load_dataset(root)
+    if failed and from_run is None:
+        raise click.UsageError("--failed needs --from-run RUN (the run whose failed tasks to rerun)")
     try:
-        chosen = select(load.exercises, selection)
+        if from_run is not None:
+            from_dir, chosen = _select_from_run(load.exercises, selection, from_run, failed)
+        else:
+            chosen = select(load.exercises, selection)
     except SelectionError as e:
         raise click.UsageError(str(e)) from None
 
@@ -284,6 +296,10 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
         agent_timeout_s=agent_timeout, jobs=jobs, selection=selection.model_dump(),
         task_ids=[e.id for e in chosen], **facts,
     )
+    if from_run is not None:
+        info.selection.update(from_run=str(from_dir), failed=failed)
+    if repeat > 1:
+        return _repeat(ctx, info, agent, agent_args, repeat)
 
     if results_dir is not None:
         run_dir = results_dir.expanduser().resolve()
@@ -411,3 +427,75 @@ def _sweep(ctx: click.Context, entries: list[Any]) -> Path:
         click.echo(json.dumps(summary, indent=2))
     return Path(summary[-1]["run_dir"])
 
+
+def _select_from_run(exercises: list[Any], selection: Any, spec: str, failed: bool) -> tuple[Path, list[Any]]:
+    """``--from-run RUN [--failed]``: the run's tasks (or those that failed or errored), narrowed by
+    -k/-l/-n when given. Raises SelectionError (usage) or ConfigError (no such run)."""
+    from localcode import paths
+    from localcode.harness.report import tasks_from_run
+    from localcode.harness.selection import SelectionError, select
+
+    if selection.all or selection.full:
+        raise SelectionError("--from-run selects the tasks of that run: it cannot be combined with --all or --full")
+    run_dir, ids = tasks_from_run(spec, paths.runs_dir(), failed)
+    by_id = {e.id: e for e in exercises}
+    missing = [t for t in ids if t not in by_id]
+    if missing:
+        raise SelectionError(f"{len(missing)} task(s) of {run_dir} are not in this dataset (e.g. {missing[0]}): "
+                             "pass the --dataset that run used")
+    if not ids:
+        raise SelectionError(f"no task {'failed or errored' if failed else 'was selected'} in {run_dir}: nothing to run")
+    pool = [by_id[t] for t in ids]
+    return run_dir, (select(pool, selection) if not selection.empty else pool)
+
+
+def _repeat(ctx: click.Context, info: Any, agent: str, agent_args: str | None, repeats: int) -> Path:
+    """``--repeat N``: the same selection N times, repeat k into <run>/repeat-k/ with model seed
+    --seed + k - 1 (``repeats.json`` records the seeds); rerunning the command resumes."""
+    from localcode import paths
+    from localcode.harness.report import (
+        build_report,
+        find_repeat_run,
+        load_runs,
+        read_repeats_manifest,
+        repeat_dir_name,
+        write_repeats_manifest,
+    )
+    from localcode.harness.results import RUN_FILE
+
+    params = dict(ctx.params)
+    key = info.resume_key()
+    if params["results_dir"] is not None:
+        top = params["results_dir"].expanduser().resolve()
+    elif params["run_name"]:
+        top = paths.runs_dir() / params["run_name"]
+    else:
+        found = None if params["new_run"] else find_repeat_run(paths.runs_dir(), key, repeats, params["retry_errors"])
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+        top = found or paths.runs_dir() / f"{stamp}--{_slug(agent)}--x{repeats}"
+    manifest = read_repeats_manifest(top)
+    if (top / RUN_FILE).is_file() or (manifest is not None and (
+            manifest.get("repeats") != repeats or manifest.get("key") != json.loads(json.dumps(key)))):
+        raise ConfigError(f"{top} holds a different run (not these {repeats} repeats of this selection): "
+                          "pick another --run-name/--results-dir, or pass --new")
+    # Built-in agents have no sampler: their repeats differ only by the machine's noise.
+    seeds = [None if agent in ("oracle", "none") else params["seed"] + k for k in range(repeats)]
+    top.mkdir(parents=True, exist_ok=True)
+    write_repeats_manifest(top, repeats, seeds, key=key)
+    for k, seed in enumerate(seeds, start=1):
+        click.echo(f"repeat {k}/{repeats}" + (f" (model seed {seed})" if seed is not None else ""), err=True)
+        ctx.invoke(command, **{
+            **params, "agents": (agent,), "sweep": None, "repeat": 1, "as_json": False, "new_run": False,
+            "results_dir": top / repeat_dir_name(k), "run_name": None,
+            "agent_args": _join_args(agent_args, f"seed={seed}" if seed is not None else None),
+        })
+    runs, groups = load_runs([top])
+    report = build_report(runs, groups)
+    for g in report["repeats"]:
+        for k, v in g["pass_at"].items():
+            click.echo(f"pass_rate_{k} over {g['finished_repeats']} repeats: {v['mean']:.1f} +- {v['sd']:.1f} "
+                       f"({', '.join(f'{x:.1f}' for x in v['values'])})", err=True)
+    click.echo(f"results: {top}  (localcode report {top})", err=True)
+    if params["as_json"]:
+        click.echo(json.dumps(report["repeats"], indent=2))
+    return top
