@@ -78,7 +78,8 @@ def bootstrap_interval(values: Sequence[float], *, confidence: float = 0.95, sam
     if n == 0:
         return 0.0, 1.0
     rng = random.Random(seed)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    choices = rng.choices
+    means = sorted(sum(choices(values, k=n)) / n for _ in range(samples))
     return _percentiles(means, confidence)
 
 

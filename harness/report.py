@@ -236,21 +236,42 @@ def solved_map(run: Run, k: int | None = None) -> dict[str, bool]:
     return out
 
 
-def _try_end(run: Run, task_id: str, index: int) -> dict[str, Any] | None:
-    """The ``end`` event of a try's agent log, if the log exists."""
-    path = ResultStore(run.path).task_dir(task_id) / f"try-{index}.jsonl"
+def try_log(run_dir: Path, task_id: str, index: int) -> list[dict[str, Any]]:
+    """The events of one try's agent log (``<task>/try-N.jsonl``); empty when it has none."""
+    path = ResultStore(run_dir).task_dir(task_id) / f"try-{index}.jsonl"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
-        return None
-    for line in reversed(lines):
+        return []
+    events = []
+    for line in lines:
         try:
             event = json.loads(line)
         except ValueError:
+            continue  # a line cut by a crash
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _try_end(run: Run, task_id: str, index: int) -> dict[str, Any] | None:
+    """The ``end`` event of a try's agent log, if the log exists."""
+    return next((e for e in reversed(try_log(run.path, task_id, index)) if e.get("kind") == "end"), None)
+
+
+def tool_seconds(events: list[dict[str, Any]]) -> float:
+    """Seconds spent inside tool calls: from each ``tool_call`` event to its ``tool_result``
+    (the main agent's calls; a sub-agent's calls run inside its parent's call)."""
+    started: dict[str, float] = {}
+    total = 0.0
+    for e in events:
+        if e.get("agent"):
             continue
-        if event.get("kind") == "end":
-            return event
-    return None
+        if e.get("kind") == "tool_call" and e.get("id") is not None:
+            started[str(e["id"])] = float(e.get("t", 0.0))
+        elif e.get("kind") == "tool_result" and str(e.get("id")) in started:
+            total += max(0.0, float(e.get("t", 0.0)) - started.pop(str(e.get("id"))))
+    return total
 
 
 def task_rows(run: Run) -> list[dict[str, Any]]:
@@ -304,14 +325,16 @@ def unusual_endings(run: Run) -> list[dict[str, Any]]:
 
 
 def time_split(run: Run) -> dict[str, Any]:
-    """Seconds per finished case (agent and tests), the agent's split into prefill, decode, and
-    tools and other work, and the tests; tokens/s and the share of prompt tokens served from the cache."""
+    """Seconds per finished case (agent and tests); the agent's time split into prefill, decode,
+    tools (from each tool call to its result, in the try logs) and the rest (prompt rendering,
+    parsing, the agent's own work); the tests; tokens/s; the share of prompt tokens served from the cache."""
     done = [r for r in run.results.values() if r.finished]
     n = len(done)
     prefill = sum(t.usage.prompt_ms for r in done for t in r.tries) / 1000
     decode = sum(t.usage.decode_ms for r in done for t in r.tries) / 1000
     agent = sum(r.agent_duration_s for r in done)
     tests = sum(r.test_duration_s for r in done)
+    tools = sum(tool_seconds(try_log(run.path, r.id, t.index)) for r in done for t in r.tries)
     prompt = sum(r.usage.prompt_tokens for r in done)
     cached = sum(r.usage.cached_tokens for r in done)
 
@@ -324,7 +347,8 @@ def time_split(run: Run) -> dict[str, Any]:
         "agent_seconds_per_case": per(agent),
         "prefill_seconds_per_case": per(prefill),
         "decode_seconds_per_case": per(decode),
-        "tools_other_seconds_per_case": per(max(0.0, agent - prefill - decode)),
+        "tools_seconds_per_case": per(tools),
+        "other_seconds_per_case": per(max(0.0, agent - prefill - decode - tools)),
         "test_seconds_per_case": per(tests),
         "prefill_tokens_per_s": run.stats.get("prefill_tokens_per_s"),
         "decode_tokens_per_s": run.stats.get("decode_tokens_per_s"),
@@ -488,12 +512,13 @@ def to_markdown(report: dict[str, Any]) -> str:
                           for k, v in g["pass_at"].items()])
         out += _md_table(["task", "solved", "of"], [[t, f["solved"], f["runs"]]
                                                    for t, f in g["solve_frequency"].items()])
-    out += ["## Time and tokens", "", "Seconds per finished case; tools+other is agent time outside prefill "
-            "and decode (tool calls and the agent's own work).", ""]
-    head = ["run", "total s/case", "prefill", "decode", "tools+other", "tests", "prefill tok/s", "decode tok/s",
+    out += ["## Time and tokens", "", "Seconds per finished case: the agent's prefill, decode, tool calls and "
+            "other work (prompt rendering, parsing), then the test runs.", ""]
+    head = ["run", "total s/case", "prefill", "decode", "tools", "other", "tests", "prefill tok/s", "decode tok/s",
             "cached %"]
     rows = [[b["label"], t["total_seconds_per_case"], t["prefill_seconds_per_case"], t["decode_seconds_per_case"],
-             t["tools_other_seconds_per_case"], t["test_seconds_per_case"], t["prefill_tokens_per_s"],
+             t["tools_seconds_per_case"], t["other_seconds_per_case"], t["test_seconds_per_case"],
+             t["prefill_tokens_per_s"],
              t["decode_tokens_per_s"], t["cached_token_share"]] for b in runs for t in [b["time"]]]
     out += _md_table(head, rows)
     if len(runs) == 1:
@@ -561,14 +586,14 @@ def render_rich(report: dict[str, Any], runs: list[Run]) -> Any:
                         str(b["stats"].get("seconds_per_case", 0.0)))
     parts.append(summary)
     time_table = Table(title="seconds per case and tokens")
-    for col in ("run", "total s/case", "prefill", "decode", "tools+other", "tests", "prefill tok/s",
+    for col in ("run", "total s/case", "prefill", "decode", "tools", "other", "tests", "prefill tok/s",
                 "decode tok/s", "cached %"):
         time_table.add_column(col, justify="right" if col != "run" else "left")
     for b in blocks:
         t = b["time"]
         time_table.add_row(b["label"], *[str(t[k]) for k in (
             "total_seconds_per_case", "prefill_seconds_per_case", "decode_seconds_per_case",
-            "tools_other_seconds_per_case", "test_seconds_per_case", "prefill_tokens_per_s", "decode_tokens_per_s",
+            "tools_seconds_per_case", "other_seconds_per_case", "test_seconds_per_case", "prefill_tokens_per_s", "decode_tokens_per_s",
             "cached_token_share")])
     parts.append(time_table)
     if report["pairs"]:

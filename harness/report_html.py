@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from localcode.errors import MissingDependency
-from localcode.harness.report import Run, max_tries
-from localcode.harness.results import ResultStore, cap_text
+from localcode.harness.report import Run, max_tries, try_log
+from localcode.harness.results import cap_text
 
 TEMPLATE = "report.html.j2"
 EVENT_TEXT_CAP = 3000
@@ -51,18 +51,10 @@ def _clip(value: Any) -> Any:
     return value
 
 
-def _events(path: Path) -> list[dict[str, Any]]:
-    """The events of one try's ``.jsonl`` that a reader needs, with long texts clipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
+def _events(run: Run, task_id: str, index: int) -> list[dict[str, Any]]:
+    """The events of one try's log that a reader needs, with long texts clipped."""
     out = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in try_log(run.path, task_id, index):
         kind = event.get("kind")
         if kind not in _EVENT_FIELDS or event.get("agent"):
             continue  # sub-agents' events stay in the log file
@@ -73,17 +65,15 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 def conversations(run: Run) -> dict[str, list[dict[str, Any]]]:
     """Task id -> its tries as the drill-down shows them: outcome, log events, test output."""
-    store = ResultStore(run.path)
     out: dict[str, list[dict[str, Any]]] = {}
     for tid in sorted(run.results):
         r = run.results[tid]
-        folder = store.task_dir(tid)
         out[tid] = [{
             "index": t.index, "passed": t.passed, "stop_reason": t.stop_reason, "error": t.error,
             "timed_out": t.timed_out, "exit_code": t.exit_code, "test_command": t.test_command,
             "test_output": cap_text(t.test_output, TEST_OUTPUT_CAP),
             "agent_seconds": round(t.agent_duration_s, 2), "test_seconds": round(t.test_duration_s, 2),
-            "events": _events(folder / f"try-{t.index}.jsonl"),
+            "events": _events(run, tid, t.index),
         } for t in r.tries]
         if r.error and not any(t.error for t in r.tries):
             out[tid].append({"index": None, "passed": False, "stop_reason": "", "error": r.error, "timed_out": False,
@@ -129,7 +119,8 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
     fig = Figure(figsize=(6.4, 0.6 + 0.45 * len(runs)))
     ax = fig.subplots()
     parts = (("prefill_seconds_per_case", "prefill"), ("decode_seconds_per_case", "decode"),
-             ("tools_other_seconds_per_case", "tools+other"), ("test_seconds_per_case", "tests"))
+             ("tools_seconds_per_case", "tools"), ("other_seconds_per_case", "other"),
+             ("test_seconds_per_case", "tests"))
     labels = [b["label"] for b in runs]
     left = [0.0] * len(runs)
     for key, name in parts:
@@ -138,7 +129,7 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
         left = [a + v for a, v in zip(left, values)]
     ax.invert_yaxis()
     ax.set_xlabel("seconds per case")
-    ax.legend(loc="lower right", fontsize=8, ncols=4)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, ncols=5, frameon=False)
     out["time_split"] = _svg(fig)
     return out
 

@@ -174,8 +174,10 @@ def test_one_run_tasks_endings_and_time(tmp_path):
     assert t["prefill_seconds_per_case"] == round(n_tries * PROMPT_MS / 1000 / 6, 2)
     assert t["decode_seconds_per_case"] == round(n_tries * DECODE_MS / 1000 / 6, 2)
     assert t["test_seconds_per_case"] == round(n_tries * TEST_S / 6, 2)
-    parts = sum(t[k] for k in ("prefill_seconds_per_case", "decode_seconds_per_case",
-                               "tools_other_seconds_per_case", "test_seconds_per_case"))
+    # the hand-made logs hold one write call per try, from t=0.6 to its result at t=0.7
+    assert t["tools_seconds_per_case"] == round(n_tries * 0.1 / 6, 2)
+    parts = sum(t[k] for k in ("prefill_seconds_per_case", "decode_seconds_per_case", "tools_seconds_per_case",
+                               "other_seconds_per_case", "test_seconds_per_case"))
     assert parts == pytest.approx(t["total_seconds_per_case"], abs=0.03)
     assert t["total_seconds_per_case"] == pytest.approx(
         b["stats"]["agent_seconds_per_case"] + b["stats"]["test_seconds_per_case"], abs=0.02)
