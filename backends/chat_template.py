@@ -95,7 +95,7 @@ class TemplateCaps:
     """What a template can show natively, found by rendering small probe conversations."""
 
     def __init__(self, *, system_role: bool, tools: bool, tool_calls: bool, tool_role: bool,
-                 object_arguments: bool, nine_char_ids: bool) -> None:
+                 object_arguments: bool, nine_char_ids: bool, null_content_calls: bool = False) -> None:
         self.system_role = system_role
         """A system message is rendered (else it is merged into the first user turn)."""
         self.tools = tools
@@ -108,6 +108,8 @@ class TemplateCaps:
         """Tool-call arguments must be passed as a mapping, not JSON text."""
         self.nine_char_ids = nine_char_ids
         """Tool-call ids must be 9 alphanumerics (Mistral)."""
+        self.null_content_calls = null_content_calls
+        """Calls are shown only when the assistant message's content is null (R1-Distill-Llama)."""
 
     def __repr__(self) -> str:
         return "TemplateCaps(" + ", ".join(f"{k}={v}" for k, v in vars(self).items()) + ")"
@@ -178,8 +180,16 @@ class ChatTemplate:
 
     @cached_property
     def family(self) -> str:
-        """The tool-call family (see ``tool_parsers.detect_family``); ``generic`` if calls are polyfilled."""
-        return detect_family(self.source) if self.caps.tool_calls else "generic"
+        """The tool-call family (see ``tool_parsers.detect_family``).
+
+        A template that cannot show calls gets them written as text into the history: in its
+        family's own format when that family has one (granite-3.3, LFM2.5-Instruct), else as
+        ``<tool_call>`` JSON (family ``generic``).
+        """
+        detected = detect_family(self.source)
+        if self.caps.tool_calls or get_parser(detected).render_calls([]) is not None:
+            return detected
+        return "generic"
 
     @cached_property
     def parser(self) -> ToolCallParser:
@@ -289,7 +299,9 @@ class ChatTemplate:
                 m["thinking"] = m["reasoning_content"]
             calls = m.get("tool_calls")
             if calls:
-                if m.get("content") is None:
+                if caps.null_content_calls and not polyfill_calls and not m.get("content"):
+                    m["content"] = None
+                elif m.get("content") is None:
                     m["content"] = ""
                 new_calls = []
                 for c in calls:
@@ -309,11 +321,10 @@ class ChatTemplate:
                     new_calls.append(c)
                 m["tool_calls"] = new_calls
                 if polyfill_calls:
-                    text = "\n".join(
-                        "<tool_call>" + json.dumps(
-                            {"name": c["function"].get("name"),
-                             "arguments": _as_obj(c["function"].get("arguments"))}, ensure_ascii=False)
-                        + "</tool_call>" for c in new_calls)
+                    pairs = [(str(c["function"].get("name")), _as_obj(c["function"].get("arguments")))
+                             for c in new_calls]
+                    text = self.parser.render_calls(
+                        [(n, a if isinstance(a, dict) else {}) for n, a in pairs]) or ""
                     m["content"] = ((m.get("content") or "") + "\n" + text).strip()
                     del m["tool_calls"]
             if m.get("role") == "tool" and caps.nine_char_ids and "tool_call_id" in m:
@@ -356,21 +367,29 @@ class ChatTemplate:
         tools = out is not None and "probe_tool_needle" in out
         nine = "length 9" in self.source
 
-        def call_msg(args: Any) -> list[Message]:
+        def call_msg(args: Any, content: str | None = "") -> list[Message]:
             call_id = "call12345" if nine else "call_probe_1"
-            return [user, {"role": "assistant", "content": "", "tool_calls": [
+            return [user, {"role": "assistant", "content": content, "tool_calls": [
                 {"id": call_id, "type": "function", "function": {"name": "probe_tool_needle", "arguments": args}}]}]
 
         def renders_args(text: str | None) -> bool:
             return text is not None and "argument_needle" in text and '\\"argument_needle' not in text \
                 and "'argument_needle'" not in text
 
+        null_content = False
         as_str = self._try(call_msg(json.dumps(_NEEDLE_ARGS)), tools=[_PROBE_TOOL])
         as_obj = self._try(call_msg(dict(_NEEDLE_ARGS)), tools=[_PROBE_TOOL])
         str_ok, obj_ok = renders_args(as_str), renders_args(as_obj)
+        if not (str_ok or obj_ok):
+            as_str = self._try(call_msg(json.dumps(_NEEDLE_ARGS), None), tools=[_PROBE_TOOL])
+            as_obj = self._try(call_msg(dict(_NEEDLE_ARGS), None), tools=[_PROBE_TOOL])
+            str_ok, obj_ok = renders_args(as_str), renders_args(as_obj)
+            null_content = str_ok or obj_ok
         tool_calls = str_ok or obj_ok
-        object_arguments = obj_ok and not str_ok
-        probe = call_msg(dict(_NEEDLE_ARGS) if object_arguments else json.dumps(_NEEDLE_ARGS))
+        # Both forms render: the mapping where the family's own syntax comes from it (Gemma 4, Kimi-K3).
+        object_arguments = obj_ok and (not str_ok or get_parser(detect_family(self.source)).object_arguments)
+        probe = call_msg(dict(_NEEDLE_ARGS) if object_arguments else json.dumps(_NEEDLE_ARGS),
+                         None if null_content else "")
         probe.append({"role": "tool", "tool_call_id": probe[1]["tool_calls"][0]["id"], "name": "probe_tool_needle",
                       "content": "tool_result_needle"})
         out = self._try(probe, tools=[_PROBE_TOOL], add_generation_prompt=True) if tool_calls else None
@@ -382,7 +401,7 @@ class ChatTemplate:
                             tools=[_PROBE_TOOL], add_generation_prompt=True)
             tool_role = out is not None and "tool_result_needle" in out
         return TemplateCaps(system_role=system_role, tools=tools, tool_calls=tool_calls, tool_role=tool_role,
-                            object_arguments=object_arguments, nine_char_ids=nine)
+                            object_arguments=object_arguments, nine_char_ids=nine, null_content_calls=null_content)
 
 
 def _nine_char_id(call_id: str) -> str:

@@ -164,7 +164,6 @@ def test_stop_sequences() -> None:
 
 def test_unknown_family_gets_generic_parser() -> None:
     assert get_parser("no-such-family").family == "generic"
-    assert get_parser("gemma4").family == "generic"
 
 
 # -- properties
@@ -181,6 +180,11 @@ _FRAGMENTS = [
     '{"name": "write_file", "arguments": {"path": "x"}}', '{"name": "write_file", "arguments": ', "```python\n",
     "```\n", "`", "<|tool_calls_section_end|>", "<｜tool▁calls▁end｜>", "[THINK]", "[/THINK]", "<|end|>",
     '<｜DSML｜function_calls>', '<｜DSML｜invoke name="x">', "</｜DSML｜invoke>",
+    "<|tool_call>", "call:ls{", '<|"|>', "<tool_call|>", "<|channel>thought", "<channel|>", ">>>", "all\n",
+    "<|open|>tools<|sep|>", '<|open|>call tool="ls" index="1"<|sep|>', "<|close|>call<|sep|>",
+    "]<]minimax[>[<tool_call>", "]<]minimax[>[", '<invoke name="ls">', "<atem:function_calls>", " to=ls<|message|>",
+    " to=self<|message|>", "<|eom|>", "<tool_calls:opensource>", "<tool_call:opensource>", "<|tools_prefix|>",
+    "<|tools_suffix|>", "function call<|role_sep|>", "<|function_call|>", "<|message_sep|>",
 ]
 _texts = st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=8)), max_size=25).map("".join)
 

@@ -32,23 +32,29 @@ The formats were checked against the real chat templates in llama.cpp's
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 from localcode.backends.tool_parsers import (
+    apertus,
     deepseek,
     firefunction,
     functionary,
+    functionary_v3_2,
+    gemma4,
+    gigachat,
     glm,
     granite,
     harmony,
     hermes,
+    hy3,
     json_lists,
     kimi,
+    kimi_k3,
     lfm2,
     llama3,
     minicpm,
     minimax,
+    minimax_m3,
     mistral,
+    muse,
     nemotron,
     qwen3_coder,
     solar,
@@ -59,7 +65,6 @@ from localcode.backends.tool_parsers.harmony import HarmonyParser
 
 __all__ = [
     "FAMILIES",
-    "PARSED_FAMILIES",
     "HarmonyParser",
     "ParsedOutput",
     "StreamBase",
@@ -94,20 +99,22 @@ _PARSERS: dict[str, Parser] = {
     "lfm2": lfm2.LFM2,
     "solar": solar.SOLAR,
     "minicpm5": minicpm.MINICPM5,
+    "kimi_k3": kimi_k3.KIMI_K3,
+    "minimax_m3": minimax_m3.MINIMAX_M3,
+    "gemma4": gemma4.GEMMA4,
+    "functionary_v3_2": functionary_v3_2.FUNCTIONARY_V3_2,
+    "apertus": apertus.APERTUS,
+    "gigachat3": gigachat.GIGACHAT3,
+    "hy3": hy3.HY3,
+    "muse": muse.MUSE,
     "generic": hermes.GENERIC,
 }
 """One row per family: its parser."""
 
-_UNPARSED: tuple[str, ...] = ("kimi_k3", "minimax_m3", "gemma4", "functionary_v3_2")
-"""Detected, parsed with the generic parser (their own formats are not implemented yet)."""
-
-FAMILIES: tuple[str, ...] = (*_PARSERS, *_UNPARSED)
+FAMILIES: tuple[str, ...] = tuple(_PARSERS)
 """Every name ``detect_family`` can return."""
-
-PARSED_FAMILIES = MappingProxyType({f: f in _PARSERS for f in FAMILIES})
-"""For each detectable family: whether it has a parser of its own (else: generic)."""
 
 
 def get_parser(family: str) -> Parser:
-    """The parser of a family; unknown or not-yet-implemented families get the generic one."""
+    """The parser of a family; unknown names get the generic one."""
     return _PARSERS.get(family, _PARSERS["generic"])

@@ -84,6 +84,12 @@ class ParserSpec:
     drop: tuple[str, ...] = ()
     """End-of-turn tokens (and stray closing markers) removed if the backend passes them through."""
     stop_sequences: tuple[str, ...] = ()
+    object_arguments: bool = False
+    """Past calls must reach the chat template with arguments as a mapping (it renders them
+    in the model's own syntax then, e.g. Gemma 4, Kimi-K3), even if it also accepts JSON text."""
+    render: Callable[[Sequence[tuple[str, dict[str, Any]]]], str] | None = None
+    """Writes past calls as text in this format, for templates that cannot show calls
+    themselves (granite-3.3, LFM2.5-Instruct): the history then looks like what the model writes."""
 
 
 def partial_start(buf: str, markers: Sequence[str]) -> int:
@@ -393,6 +399,15 @@ class ToolCallParser:
     def reasoning_tags(self) -> list[tuple[str, str]]:
         """(open, close) markers of reasoning blocks."""
         return list(self.spec.reasoning)
+
+    @property
+    def object_arguments(self) -> bool:
+        """Whether past calls go to the template with arguments as a mapping."""
+        return self.spec.object_arguments
+
+    def render_calls(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
+        """Past calls as text in this family's format; None when the family has no text form."""
+        return self.spec.render(calls) if self.spec.render is not None else None
 
     def stream(
         self, starts_in_reasoning: bool = False, tools: Sequence[ToolSchema] | None = None

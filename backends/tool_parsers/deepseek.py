@@ -84,7 +84,7 @@ _BLOCKS = (
     # V3.1 sometimes leaves out the section markers around its calls.
     BlockSpec("<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", block_deepseek, keep_markers=True, eos_parse=True),
 )
-_DROP = (*_EOS, "<｜tool▁calls▁end｜>")
+_DROP = (*_EOS, "<｜tool▁calls▁end｜>", "<｜Assistant｜>")
 DEEPSEEK_V3 = ToolCallParser(ParserSpec("deepseek_v3", _THINK, _BLOCKS, drop=_DROP, stop_sequences=_EOS))
 DEEPSEEK_R1 = ToolCallParser(ParserSpec("deepseek_r1", _THINK, _BLOCKS, drop=_DROP, stop_sequences=_EOS))
 DEEPSEEK_DSML = ToolCallParser(ParserSpec(

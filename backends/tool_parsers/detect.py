@@ -18,9 +18,17 @@ def detect_family(template_source: str) -> str:
     if "dsml_token" in s and "DSML" in s:
         return "deepseek_dsml"
     if "<｜tool▁sep｜>" in s or "<｜tool▁calls▁begin｜>" in s:
-        if "```json" in s and "function<｜tool▁sep｜>" in s:
+        if "```json" in s and ("function<｜tool▁sep｜>" in s or "tool['type'] + '<｜tool▁sep｜>'" in s):
             return "deepseek_r1"
         return "deepseek_v3"
+    if "<atem:function_calls>" in s:
+        return "muse"
+    if "<|tools_prefix|>" in s:
+        return "apertus"
+    if "<|role_sep|>" in s and ("function call" in s or "<|function_call|>" in s):
+        return "gigachat3"
+    if "HYTK" in s and "<tool_calls{}>" in s:
+        return "hy3"
     if "]<]minimax[>[" in s:
         return "minimax_m3"
     if "<minimax:tool_call>" in s or "minimax:tool_call" in s:

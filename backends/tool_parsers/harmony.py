@@ -158,6 +158,13 @@ class HarmonyParser:
         """Harmony has channels, not reasoning tags."""
         return []
 
+    object_arguments = False
+    """Past calls reach the template with JSON-text arguments."""
+
+    def render_calls(self, calls: Sequence[tuple[str, dict[str, object]]]) -> str | None:
+        """Harmony calls are whole messages, written by the template itself."""
+        return None
+
     def stream(self, starts_in_reasoning: bool = False, tools: Sequence[ToolSchema] | None = None) -> HarmonyStream:
         """An incremental parser for one generation (the prompt never opens a channel)."""
         return HarmonyStream(tools=tools)

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from localcode.backends.base import ToolCall, ToolSchema
 from localcode.backends.tool_parsers.common import json_calls
@@ -22,7 +24,13 @@ def block_hermes(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall
 HERMES_BLOCK = BlockSpec("<tool_call>", "</tool_call>", block_hermes, eos_parse=True)
 THINK = (("<think>", "</think>"),)
 
+def render_hermes(calls: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """Past calls as ``<tool_call>`` JSON (the form the polyfilled tool prompt asks for)."""
+    return "\n".join("<tool_call>" + json.dumps({"name": n, "arguments": a}, ensure_ascii=False) + "</tool_call>"
+                     for n, a in calls)
+
+
 HERMES = ToolCallParser(ParserSpec("hermes", THINK, (HERMES_BLOCK,), drop=("<|im_end|>", "<|endoftext|>"),
                                    stop_sequences=("<|im_end|>",)))
 GENERIC = ToolCallParser(ParserSpec("generic", THINK, (HERMES_BLOCK,), json_text="any",
-                                    drop=("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>")))
+                                    drop=("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>"), render=render_hermes))
