@@ -63,6 +63,7 @@ def test_page_is_self_contained(page_file):
         assert not hits, (needle, hits[0][:80])
     assert "<script src" not in html and "<link " not in html
     assert "<b>not bold</b>" not in html  # log text is data, never markup
+    assert "How often each task was solved (2 tasks)" in html
 
 
 def test_page_in_headless_chromium(page_file):

@@ -57,6 +57,7 @@ def command(runs: tuple[str, ...], as_json: bool, as_markdown: bool, as_yaml: bo
     if html_file is not None:
         from localcode.harness.report_html import render_html
 
+        html_file.parent.mkdir(parents=True, exist_ok=True)
         html_file.write_text(render_html(report, loaded), encoding="utf-8")
         click.echo(f"report: {html_file.resolve()}", err=True)
     if as_json:
