@@ -280,6 +280,11 @@ class _Worker:
     alive: bool = True
     busy_s: float = 0.0
 
+    @property
+    def where(self) -> str:
+        """``ip/node-id-prefix``: several nodes may share one machine's address."""
+        return f"{self.node_ip}/{self.node_id[:6]}"
+
 
 @dataclass
 class ClusterReport:
@@ -288,6 +293,9 @@ class ClusterReport:
     results: list[TaskResult]
     workers: list[dict[str, Any]]
     wall_s: float
+    """Seconds from joining the cluster to the last result (worker start-up and model loads included)."""
+    schedule_s: float
+    """Seconds from the first task handed out to the last result: what throughput is measured over."""
     lost_tasks: int
     """Task runs lost to dead workers and run again (each from try 1)."""
 
@@ -348,7 +356,7 @@ class ClusterProgress:
 
     def add_worker(self, worker: _Worker) -> None:
         if self.progress is not None:
-            self.rows[worker.name] = self.progress.add_task(f"  {worker.name}", total=None, info=f"{worker.node_ip}")
+            self.rows[worker.name] = self.progress.add_task(f"  {worker.name}", total=None, info=worker.where)
 
     def update(self, worker: _Worker, finished: TaskResult | None = None) -> None:
         if finished is not None:
@@ -358,7 +366,7 @@ class ClusterProgress:
             return
         now = ", ".join(sorted(worker.inflight)) or "idle"
         state = now if worker.alive else "dead"
-        self.progress.update(self.rows[worker.name], completed=len(worker.done), info=f"{worker.node_ip} {state}")
+        self.progress.update(self.rows[worker.name], completed=len(worker.done), info=f"{worker.where} {state}")
         if finished is not None:
             self.progress.update(self.overall, advance=1, info=self._rate())
 
@@ -450,7 +458,7 @@ def _start_workers(ray: Any, spec: WorkerSpec, progress: ClusterProgress,
         for ref in done:
             waiting.pop(ref)
         if waiting:
-            names = ", ".join(f"{w.name} on {w.node_ip}" for w in waiting.values())
+            names = ", ".join(f"{w.name} on {w.where}" for w in waiting.values())
             progress.note(f"still starting: {names} (placement on its node, the test image or the model load)")
     ready: list[_Worker] = []
     for ref, w in setups.items():
@@ -458,7 +466,7 @@ def _start_workers(ray: Any, spec: WorkerSpec, progress: ClusterProgress,
             w.facts = ray.get(ref)
         except Exception as e:  # noqa: BLE001 - one node's failure must not stop the others
             cause = _cause(ray, e)
-            progress.note(f"worker {w.name} on {w.node_ip} (node {w.node_id[:8]}) cannot run {spec.agent}: "
+            progress.note(f"worker {w.name} on {w.where} cannot run {spec.agent}: "
                           f"{_one_line(cause)}; its tasks go to the other workers")
             ray.kill(w.handle, no_restart=True)
             continue
@@ -468,7 +476,7 @@ def _start_workers(ray: Any, spec: WorkerSpec, progress: ClusterProgress,
         for w in list(ready[1:]):
             model = (w.facts.get("agent_info") or {}).get("model") or {}
             if first.get("sha256") and model.get("sha256") != first.get("sha256"):
-                progress.note(f"worker {w.name} on {w.node_ip} loaded another model file "
+                progress.note(f"worker {w.name} on {w.where} loaded another model file "
                               f"(sha256 {str(model.get('sha256'))[:12]} vs {first['sha256'][:12]}); it gets no tasks")
                 _close(ray, w)
                 ready.remove(w)
@@ -521,19 +529,21 @@ def run_on_cluster(
             store.write_run_info(run_info)
             for w in workers:
                 progress.add_worker(w)
+            t_schedule = progress.t0 = time.monotonic()
             results, lost, peak = _schedule(ray, store, run_info, [e.id for e in exercises], workers, progress, spec)
         wall = time.monotonic() - t0
+        schedule_s = time.monotonic() - t_schedule
         peaks = [p for p in (run_info.peak_memory_mb, peak) if p is not None]
         run_info.peak_memory_mb = max(peaks) if peaks else None
         _record_workers(run_info, workers, address)
         store.write_run_info(run_info)
-        minutes = wall / 60.0
         for w in workers:
-            progress.note(f"{w.name} on {w.node_ip}: {len(w.done)} tasks" + ("" if w.alive else " (died)"))
-        progress.note(f"cluster: {progress.session_done} tasks in {wall:.1f} s on {len(workers)} workers "
-                      f"= {progress.session_done / minutes if minutes else 0.0:.2f} tasks/min")
+            progress.note(f"{w.name} on {w.where}: {len(w.done)} tasks" + ("" if w.alive else " (died)"))
+        progress.note(f"cluster: {progress.session_done} tasks in {schedule_s:.1f} s on {len(workers)} workers "
+                      f"= {progress.session_done * 60.0 / schedule_s if schedule_s else 0.0:.2f} tasks/min "
+                      f"(start-up {wall - schedule_s:.1f} s)")
         return ClusterReport(results=results, workers=run_info.agent_info.get("ray", {}).get("workers", []),
-                             wall_s=wall, lost_tasks=lost)
+                             wall_s=wall, schedule_s=schedule_s, lost_tasks=lost)
     finally:
         for w in workers:
             try:
@@ -605,7 +615,7 @@ def _schedule(ray: Any, store: ResultStore, run_info: RunInfo, task_ids: list[st
                     deaths[task_id] += 1
                     if w.alive:
                         w.alive = False
-                        progress.note(f"worker {w.name} on {w.node_ip} died; its unfinished tasks start over "
+                        progress.note(f"worker {w.name} on {w.where} died; its unfinished tasks start over "
                                       "on the other workers")
                         ray.kill(w.handle, no_restart=True)
                     progress.update(w)

@@ -285,6 +285,10 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
 
     overrides = agent_overrides(agent_args, url, model_path)
     check_agent(agent, overrides)  # a broken config fails now, not after the image build
+    if ray_address is not None:
+        from localcode.harness.ray_runner import import_ray
+
+        import_ray()  # a missing extra is one line before any work
     commit, chash = dataset_identity(root)
     facts = machine_facts()
     now = datetime.now(timezone.utc)
