@@ -216,3 +216,25 @@ class ChatModel(Protocol):
     def close(self) -> None:
         """Free the model. Further calls are errors."""
         ...
+
+
+@runtime_checkable
+class ConversationStates(Protocol):
+    """A model that can keep several conversations' KV states while they take turns (optional).
+
+    ``bench`` saves a task's state after each try and restores it before the next, so a
+    continued conversation evaluates only its new tokens even when other tasks used the
+    model in between.
+    """
+
+    def save_conversation(self, key: str) -> int:
+        """Keep the state the last request left under ``key``; returns its bytes (0: not kept)."""
+        ...
+
+    def restore_conversation(self, key: str) -> bool:
+        """Make ``key``'s saved state current; False when none is kept."""
+        ...
+
+    def drop_conversation(self, key: str) -> None:
+        """Forget ``key``'s state."""
+        ...

@@ -16,6 +16,13 @@ longest common token prefix with the cache is kept (llama.cpp's usual reuse), or
 cache is cleared when a sliding-window or recurrent cache cannot be rolled back.
 ``LlamaRAMCache`` is not used: it made conversations slower (see DESIGN.md).
 
+Conversation states (``save_conversation`` / ``restore_conversation``): when several
+conversations take turns on one model (``bench``: try 2 of a task runs after other tasks'
+tries), each keeps a copy of its sequence's KV state (llama.cpp's per-sequence state, KV
+cells only, no logits) plus what the delta logic needs; restoring it lets the next turn
+evaluate only its new tokens. Copies are kept least-recently-used first within
+``state_budget_bytes`` (default ``DEFAULT_STATE_BUDGET``; logged on the first save).
+
 Context policy: a prompt that leaves no room for one generated token raises
 ``ContextWindowExceeded`` before anything is evaluated; otherwise generation is capped at
 the room left and ends with ``finish_reason="length"`` when it runs out. The same
@@ -38,6 +45,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +78,9 @@ SERVER_SAMPLING_DEFAULTS: dict[str, Any] = {
     "max_tokens": 2048, "seed": None,
 }
 """llama-server's sampling defaults, used when neither the request, the config nor ``extra_args`` set a value."""
+
+DEFAULT_STATE_BUDGET = 2 << 30
+"""Bytes of saved conversation KV states kept per model (least recently used dropped first)."""
 
 GRAMMAR_FAMILIES = ("hermes", "generic")
 """Families whose tool calls are ``<tool_call>{"name", "arguments"}</tool_call>``: the grammar's syntax."""
@@ -152,6 +163,17 @@ class _Held:
 
 
 @dataclass
+class _SavedState:
+    """One conversation's KV state, kept while other conversations use the model."""
+
+    tokens: list[int]
+    data: Any
+    """A ctypes byte array from ``llama_state_seq_get_data`` (sequence 0)."""
+    size: int
+    held: _Held | None
+
+
+@dataclass
 class _Params:
     temperature: float
     top_k: int
@@ -186,6 +208,10 @@ class LlamaCppChatModel:
         load.update(overrides)
         self._lock = threading.Lock()
         self._held: _Held | None = None
+        self._states: OrderedDict[str, _SavedState] = OrderedDict()
+        self.state_budget_bytes = DEFAULT_STATE_BUDGET
+        self.state_stats = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
+        """Counters of the conversation-state store (``save_conversation``)."""
         t0 = time.perf_counter()
         try:
             self._llm = _new_llama(llama_cpp, path, load)
@@ -226,6 +252,7 @@ class LlamaCppChatModel:
                 "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
                 "llama_cpp_python": getattr(llama_cpp, "__version__", ""),
                 "n_ctx_train": self._llm._model.n_ctx_train(),
+                "state_budget_bytes": self.state_budget_bytes,
             },
         )
 
@@ -368,6 +395,7 @@ class LlamaCppChatModel:
                 self._llm.close()
                 self._llm = None  # type: ignore[assignment]
             self._held = None
+            self._states.clear()
 
     def reset_cache(self) -> None:
         """Forget what the KV cache holds; the next request evaluates its whole prompt."""
@@ -383,6 +411,72 @@ class LlamaCppChatModel:
         if not self.info.sha256:
             self.info.sha256 = file_sha256(self._path)
         return self.info.sha256
+
+    def save_conversation(self, key: str) -> int:
+        """Keep a copy of the KV state the last request left, under ``key``; returns its size in bytes.
+
+        Call it right after the conversation's last turn. The copy replaces an earlier one
+        of ``key``; least recently used copies are dropped to stay within ``state_budget_bytes``
+        (a copy larger than the budget is not kept: 0 is returned).
+        """
+        with self._lock:
+            if self._llm is None or self._llm.n_tokens == 0:
+                return 0
+            c, ctx = self._llama_cpp, self._llm._ctx.ctx
+            size = int(c.llama_state_seq_get_size(ctx, 0))
+            self._states.pop(key, None)
+            if size > self.state_budget_bytes:
+                log.info("conversation state %s (%d MiB) exceeds the state budget (%d MiB): not kept",
+                         key, size >> 20, self.state_budget_bytes >> 20)
+                return 0
+            import ctypes
+
+            buf = (ctypes.c_uint8 * size)()
+            n = int(c.llama_state_seq_get_data(ctx, buf, size, 0))
+            if n == 0:
+                return 0
+            if not self.state_stats["saved"]:
+                log.info("keeping conversation KV states within %d MiB (state_budget_bytes)", self.state_budget_bytes >> 20)
+            self._states[key] = _SavedState(tokens=self.kv_tokens, data=buf, size=n, held=self._held)
+            self.state_stats["saved"] += 1
+            while sum(st.size for st in self._states.values()) > self.state_budget_bytes:
+                old, dropped = self._states.popitem(last=False)
+                self.state_stats["evicted"] += 1
+                log.info("conversation state %s (%d MiB) dropped: state budget %d MiB", old, dropped.size >> 20,
+                         self.state_budget_bytes >> 20)
+            total = sum(st.size for st in self._states.values())
+            self.state_stats["peak_bytes"] = max(self.state_stats["peak_bytes"], total)
+            return n
+
+    def restore_conversation(self, key: str) -> bool:
+        """Put ``key``'s saved KV state back, unless the cache still holds it; False when none is kept.
+
+        The next request that continues that conversation then evaluates only its new tokens.
+        """
+        with self._lock:
+            saved = self._states.get(key)
+            if saved is None or self._llm is None:
+                return False
+            self._states.move_to_end(key)
+            if self._held is saved.held and self.kv_tokens == saved.tokens:
+                return True  # nobody used the model in between
+            self._clear_kv()
+            if not self._llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, saved.data, saved.size, 0):
+                self._clear_kv()
+                self._states.pop(key, None)
+                log.warning("conversation state %s could not be restored; the prompt is evaluated again", key)
+                return False
+            n = len(saved.tokens)
+            self._llm.input_ids[:n] = saved.tokens
+            self._llm.n_tokens = n
+            self._held = saved.held
+            self.state_stats["restored"] += 1
+            return True
+
+    def drop_conversation(self, key: str) -> None:
+        """Forget ``key``'s saved state (the conversation is over)."""
+        with self._lock:
+            self._states.pop(key, None)
 
     @property
     def kv_tokens(self) -> list[int]:

@@ -59,10 +59,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--agent", default="gguf/gemma-3-270m", help="a gguf agent config (e.g. gguf/qwen2.5-coder-1.5b)")
     args = ap.parse_args()
 
     bench = _llama_build.binary("llama-bench")
-    model = LlamaCppChatModel(resolve_agent("gguf/gemma-3-270m"))
+    model = LlamaCppChatModel(resolve_agent(args.agent))
     info = model.info
     threads = int(info.threads or 1)
     flash = bool(info.details.get("flash_attn"))

@@ -22,8 +22,8 @@ PROMPTS = {
 }
 
 
-def measure(fa: str, prompt: str) -> tuple[float, float]:
-    base = resolve_agent("gguf/gemma-3-270m")
+def measure(fa: str, prompt: str, agent: str = "gguf/gemma-3-270m") -> tuple[float, float]:
+    base = resolve_agent(agent)
     args = [*base.server_config.extra_args, "--flash-attn", fa]
     model = load_model(merge_overrides(base, {"server_config.extra_args": args}))
     try:
@@ -37,13 +37,15 @@ def measure(fa: str, prompt: str) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
-    rounds = ap.parse_args().rounds
+    ap.add_argument("--agent", default="gguf/gemma-3-270m", help="a gguf agent config (e.g. gguf/qwen2.5-coder-1.5b)")
+    args = ap.parse_args()
+    rounds = args.rounds
     print(f"{'prompt':6} {'round':>5} {'fa':>4} {'decode tok/s':>13} {'prefill tok/s':>14}")
     for name, prompt in PROMPTS.items():
         rates: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
         for i in range(1, rounds + 1):
             for fa in ("on", "off"):
-                decode, prefill = measure(fa, prompt)
+                decode, prefill = measure(fa, prompt, args.agent)
                 rates[fa].append((decode, prefill))
                 print(f"{name:6} {i:5} {fa:>4} {decode:13.1f} {prefill:14.0f}")
         for k, label in ((0, "decode"), (1, "prefill")):

@@ -61,6 +61,13 @@ def start_server(binary: Path, model: Path, ctx: int, threads: int, flash: bool,
     raise SystemExit(f"llama-server did not start: see {log}")
 
 
+def _template_file(model: LlamaCppChatModel) -> Path:
+    """The loaded model's chat template in a file, for llama-server's --chat-template-file."""
+    f = Path(tempfile.mkdtemp()) / "template.jinja"
+    f.write_text(model.template_source, encoding="utf-8")
+    return f
+
+
 def show(name: str, turns: list[Turn]) -> float:
     total = sum(t.seconds for t in turns)
     cells = " ".join(f"{t.seconds:5.2f}" for t in turns)
@@ -74,18 +81,21 @@ def main() -> int:
     ap.add_argument("--result-tokens", type=int, default=450)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--agent", default="gguf/gemma-3-270m", help="a gguf agent config (e.g. gguf/qwen2.5-coder-1.5b)")
     args = ap.parse_args()
 
-    cfg = resolve_agent("gguf/gemma-3-270m")
+    cfg = resolve_agent(args.agent)
     local = LlamaCppChatModel(cfg)
     info = local.info
     results = source_chunks(args.turns - 1, args.result_tokens, local.count_tokens)
-    template = paths.package_dir("agents") / "templates" / "gemma-3-270m.jinja"
+    # the server gets the same chat template: the config's file, else the one inside the GGUF
+    template = (paths.package_dir("agents") / "templates" / "gemma-3-270m.jinja" if args.agent == "gguf/gemma-3-270m"
+                else _template_file(local))
     log = Path(tempfile.mkdtemp()) / "llama-server.log"
     proc, url = start_server(_llama_build.binary("llama-server"), Path(info.path or ""), info.context_window,
                              int(info.threads or 1), bool(info.details.get("flash_attn")),
                              bool(info.details.get("use_extra_bufts")), template, log)
-    remote = HttpChatModel(url, "gemma-3-270m", request_timeout=600)
+    remote = HttpChatModel(url, info.model, request_timeout=600)
     print(f"model {info.path}; ctx {info.context_window}; threads {info.threads}; server log {log}", file=sys.stderr)
     totals: dict[str, list[float]] = {"in-process": [], "server": []}
     try:

@@ -1,7 +1,7 @@
 """Prompt-cache reuse: an 8-turn agent-like conversation on the demo model, in-process,
 with KV reuse vs. a cache reset every turn (two loaded copies, alternating turn by turn).
 
-    python benchmarks/kv_reuse.py [--turns 8] [--result-tokens 450]
+    python benchmarks/kv_reuse.py [--turns 8] [--result-tokens 450] [--agent gguf/qwen2.5-coder-1.5b]
 
 Prints per turn the tokens added since the previous turn, the tokens evaluated and reused
 with reuse on, the tokens evaluated with reuse off, and the total-time ratio.
@@ -27,9 +27,10 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=8, help="model calls in the conversation")
     ap.add_argument("--result-tokens", type=int, default=450, help="tokens per tool result")
     ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--agent", default="gguf/gemma-3-270m", help="a gguf agent config (e.g. gguf/qwen2.5-coder-1.5b)")
     args = ap.parse_args()
 
-    cfg = resolve_agent("gguf/gemma-3-270m")
+    cfg = resolve_agent(args.agent)
     # two loaded copies, one per mode, alternating turn by turn: changing machine load hits both alike
     model = LlamaCppChatModel(cfg.model_copy(update={"cache": True}))
     fresh = LlamaCppChatModel(cfg.model_copy(update={"cache": False}))

@@ -14,6 +14,11 @@ How an agent run maps onto the benchmark's records:
   an exhausted context window is also counted in ``exhausted_context_windows``;
 - every other ending (``finished``, ``answered``, ``max_turns``, ``format_errors``, ...):
   the tests decide.
+
+Try 2 keeps its KV state: tries of different tasks interleave on the one model (generation
+is serial, tests run meanwhile), so after each try the session asks a model that can
+(``save_conversation``, the in-process GGUF backend) to keep its conversation's KV state,
+and restores it before the next try, which then evaluates only the new message.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from localcode.agent.logs import RunLogger
 from localcode.agent.loop import chat_options, run_agent
 from localcode.agent.state import AgentRun
 from localcode.agent.tools.base import ToolContext
-from localcode.backends.base import ChatModel, Message
+from localcode.backends.base import ChatModel, ConversationStates, Message
 from localcode.config import AgentConfig
 from localcode.harness.bench import AttemptReport
 from localcode.harness.dataset import Exercise
@@ -68,6 +73,27 @@ def report_of(run: AgentRun) -> AttemptReport:
                          usage=usage_of(run))
 
 
+def files_message(workspace: Path, files: list[str], max_bytes: int = 20_000) -> str:
+    """The files' current content as Aider's chat shows it: the path, then a fenced block.
+
+    A file over ``max_bytes`` is named but not shown (the model can read it).
+    """
+    parts = ["\n\nThe files as they are now:"]
+    for rel in files:
+        path = workspace / rel
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if len(data) > max_bytes:
+            parts.append(f"\n{rel} ({len(data)} bytes: too long to show here; read it)")
+            continue
+        text = data.decode("utf-8", errors="replace")
+        fence = "````" if "```" in text else "```"
+        parts.append(f"\n{rel}\n{fence}\n{text}{'' if text.endswith(chr(10)) or not text else chr(10)}{fence}")
+    return "\n".join(parts) if len(parts) > 1 else ""
+
+
 class ModelSession:
     """One task's conversation, across all its tries."""
 
@@ -89,13 +115,28 @@ class ModelSession:
     def attempt(self, prompt: str, try_index: int, deadline: float | None) -> AttemptReport:
         logger = RunLogger(self.solver.log_base(self.exercise, try_index), console=self.solver.console,
                            prefix=f"{self.exercise.id} try {try_index}: ")
+        if try_index == 1 and self.solver.config.files_in_prompt:
+            prompt = prompt + files_message(self.ctx.workspace, self.exercise.solution_files)
+        states = self._states()
+        if states is not None and self.history is not None:
+            restored = states.restore_conversation(self.exercise.id)
+            logger.event("kv_state", action="restore", restored=restored)
         run = run_agent(self.model, self.solver.config, prompt, self.ctx, self.history,
                         logger=logger, deadline=deadline)
         self.history = run.messages
+        if states is not None:
+            states.save_conversation(self.exercise.id)
         return report_of(run)
+
+    def _states(self) -> ConversationStates | None:
+        """The model's conversation-state store, when it has one."""
+        return self.model if isinstance(self.model, ConversationStates) else None
 
     def close(self) -> None:
         self.history = None
+        states = self._states()
+        if states is not None:
+            states.drop_conversation(self.exercise.id)
 
 
 class ModelSolver:

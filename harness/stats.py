@@ -83,6 +83,8 @@ def compute_stats(
         "indentation_errors": 0,
         "exhausted_context_windows": usage.exhausted_context_windows,
         "test_timeouts": sum(r.test_timeouts for r in completed),
+        # tries the agent ended early because it repeated a failing call (localcode.agent.loop.Stuck)
+        "stuck_endings": sum(1 for r in results for t in r.tries if t.stop_reason == "stuck"),
         "prompt_tokens": usage.prompt_tokens,
         "cached_tokens": usage.cached_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -161,7 +163,7 @@ def render_stats(stats: dict[str, Any]) -> Any:
                         f"({stats.get(f'pass_num_{i}', 0)})")
     for key in ("seconds_per_case", "agent_seconds_per_case", "test_seconds_per_case", "test_timeouts",
                 "infrastructure_errors", "missing_results", "percent_cases_well_formed",
-                "num_malformed_responses", "exhausted_context_windows", "prompt_tokens", "cached_tokens",
+                "num_malformed_responses", "stuck_endings", "exhausted_context_windows", "prompt_tokens", "cached_tokens",
                 "completion_tokens", "prefill_tokens_per_s", "decode_tokens_per_s", "model_load_seconds",
                 "peak_memory_mb"):
         value = stats.get(key)

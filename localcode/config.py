@@ -139,6 +139,8 @@ class AgentConfig(_Strict):
     """Original format: sent tool categories along with the tool list. Not applicable here."""
     tool_call_grammar: bool = False
     """Constrain tool calls with a grammar built from the tools' JSON schemas (small models)."""
+    files_in_prompt: bool = False
+    """``bench``: put the solution files' current content in the first message (as Aider's chat does)."""
 
     tools: list[str] = Field(default_factory=lambda: ["ls", "read", "write", "edit", "glob", "grep", "search", "apply_patch", "finish"])
     """Ordered tool names; aliases (``read_file``) are accepted."""

