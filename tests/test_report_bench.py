@@ -49,7 +49,13 @@ def plan_policy(exs: list[Exercise]) -> Any:
 
 
 @pytest.fixture
-def scripted(tmp_path, monkeypatch) -> Path:
+def model_loads() -> list[Any]:
+    """The configs the patched model loader was called with, in order."""
+    return []
+
+
+@pytest.fixture
+def scripted(tmp_path, monkeypatch, model_loads) -> Path:
     """An agent config whose model is the scripted plan (the loader is patched); LOCALCODE_HOME in tmp."""
     import localcode.backends.loader as loader
     from localcode.backends.scripted import ScriptedChatModel
@@ -57,7 +63,12 @@ def scripted(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LOCALCODE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "120")
     exs = _exercises(list(PLAN))
-    monkeypatch.setattr(loader, "load_model", lambda config: ScriptedChatModel([plan_policy(exs)] * 500))
+
+    def load_model(config: Any) -> ScriptedChatModel:
+        model_loads.append(config)
+        return ScriptedChatModel([plan_policy(exs)] * 500)
+
+    monkeypatch.setattr(loader, "load_model", load_model)
     agent = tmp_path / "scripted.json"
     agent.write_text(json.dumps({"name": "scripted", "tools": ["read", "write", "finish"], "max_turns": 8}))
     return agent
@@ -121,10 +132,11 @@ def test_report_agrees_with_bench_and_reruns_failed(tmp_path, scripted, capsys):
 
 
 @pytest.mark.slow
-def test_repeat_records_seeds_resumes_and_reports(tmp_path, scripted, capsys):
+def test_repeat_records_seeds_resumes_and_reports(tmp_path, scripted, model_loads, capsys):
     ids = ["python/bowling", "python/transpose"]
     argv = bench_argv(scripted, ids, "--repeat", "2", "--seed", "5")
     assert run_cli(argv) == 0
+    assert [c.seed for c in model_loads] == [5]  # the model loaded once for both repeats
     runs = tmp_path / "home" / "runs"
     (top,) = list(runs.iterdir())
     manifest = json.loads((top / "repeats.json").read_text())

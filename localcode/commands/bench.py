@@ -358,8 +358,7 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
             stack.callback(box.close)
             info.image_id = image_id
             # The model loads once, after the sandbox is up (a Docker problem shows in seconds).
-            solver = make_solver(agent, overrides=overrides, seed=seed, verbose=agent_log)
-            stack.callback(solver.close)
+            solver = _solver(ctx, stack, agent, overrides, seed, agent_log)
             if hasattr(solver, "bind"):
                 solver.bind(box, run_dir)
             info.agent_info = solver.info()
@@ -453,9 +452,35 @@ def _select_from_run(exercises: list[Any], selection: Any, spec: str, failed: bo
     return run_dir, (select(pool, selection) if not selection.empty else pool)
 
 
+_SHARED_SOLVERS = "localcode.bench.shared_solvers"
+"""``ctx.meta`` key: solvers kept loaded across the repeats of ``--repeat`` (by agent and overrides)."""
+
+
+def _solver(ctx: click.Context, stack: ExitStack, agent: str, overrides: dict[str, Any], seed: int,
+            verbose: bool) -> Any:
+    """The run's solver: loaded now (closed with ``stack``), or within ``--repeat`` the one an earlier
+    repeat loaded, given this repeat's sampler seed (the model loads once for all repeats)."""
+    from localcode.harness.bench import make_solver
+
+    shared = ctx.meta.get(_SHARED_SOLVERS)
+    if shared is None:
+        solver = make_solver(agent, overrides=overrides, seed=seed, verbose=verbose)
+        stack.callback(solver.close)
+        return solver
+    key = json.dumps([agent, {k: v for k, v in overrides.items() if k != "seed"}], sort_keys=True, default=str)
+    if key not in shared:
+        shared[key] = make_solver(agent, overrides=overrides, seed=seed, verbose=verbose)
+    elif "seed" in overrides and getattr(shared[key], "config", None) is not None:
+        from localcode.config import merge_overrides
+
+        shared[key].config = merge_overrides(shared[key].config, {"seed": overrides["seed"]}, source="--repeat")
+    return shared[key]
+
+
 def _repeat(ctx: click.Context, info: Any, agent: str, agent_args: str | None, repeats: int) -> Path:
     """``--repeat N``: the same selection N times, repeat k into <run>/repeat-k/ with model seed
-    --seed + k - 1 (``repeats.json`` records the seeds); rerunning the command resumes."""
+    --seed + k - 1 (``repeats.json`` records the seeds); the model loads once for all repeats;
+    rerunning the command resumes."""
     from localcode import paths
     from localcode.harness.report import (
         build_report,
@@ -486,13 +511,20 @@ def _repeat(ctx: click.Context, info: Any, agent: str, agent_args: str | None, r
     seeds = [None if agent in ("oracle", "none") else params["seed"] + k for k in range(repeats)]
     top.mkdir(parents=True, exist_ok=True)
     write_repeats_manifest(top, repeats, seeds, key=key)
-    for k, seed in enumerate(seeds, start=1):
-        click.echo(f"repeat {k}/{repeats}" + (f" (model seed {seed})" if seed is not None else ""), err=True)
-        ctx.invoke(command, **{
-            **params, "agents": (agent,), "sweep": None, "repeat": 1, "as_json": False, "new_run": False,
-            "results_dir": top / repeat_dir_name(k), "run_name": None,
-            "agent_args": _join_args(agent_args, f"seed={seed}" if seed is not None else None),
-        })
+    shared: dict[str, Any] = {}
+    ctx.meta[_SHARED_SOLVERS] = shared
+    try:
+        for k, seed in enumerate(seeds, start=1):
+            click.echo(f"repeat {k}/{repeats}" + (f" (model seed {seed})" if seed is not None else ""), err=True)
+            ctx.invoke(command, **{
+                **params, "agents": (agent,), "sweep": None, "repeat": 1, "as_json": False, "new_run": False,
+                "results_dir": top / repeat_dir_name(k), "run_name": None,
+                "agent_args": _join_args(agent_args, f"seed={seed}" if seed is not None else None),
+            })
+    finally:
+        ctx.meta.pop(_SHARED_SOLVERS, None)
+        for solver in shared.values():
+            solver.close()
     runs, groups = load_runs([top])
     report = build_report(runs, groups)
     for g in report["repeats"]:
