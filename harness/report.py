@@ -105,7 +105,7 @@ def resolve_run_dirs(specs: list[str] | tuple[str, ...], runs_dir: Path) -> list
         for path in found:
             if not _is_run(path):
                 raise ConfigError(f"{path} is not a run folder (it has no {RUN_FILE}): give the folder "
-                                  f"'localcode bench' printed after 'results:'")
+                                  f"'localcode bench' printed after 'results:', or a glob such as '{path}/*'")
             path = path.resolve()
             if path not in out:
                 out.append(path)
@@ -282,7 +282,8 @@ def task_rows(run: Run) -> list[dict[str, Any]]:
         tries = []
         for t in r.tries:
             tries.append({
-                "index": t.index, "passed": t.passed, "stop_reason": t.stop_reason, "error": t.error,
+                "index": t.index, "passed": t.passed, "failure": getattr(t, "failure", ""),
+                "stop_reason": t.stop_reason, "error": t.error,
                 "test_timed_out": t.timed_out, "agent_timed_out": t.agent_timed_out,
                 "turns": t.usage.model_calls, "prompt_tokens": t.usage.prompt_tokens,
                 "completion_tokens": t.usage.completion_tokens,

@@ -69,16 +69,17 @@ def conversations(run: Run) -> dict[str, list[dict[str, Any]]]:
     for tid in sorted(run.results):
         r = run.results[tid]
         out[tid] = [{
-            "index": t.index, "passed": t.passed, "stop_reason": t.stop_reason, "error": t.error,
-            "timed_out": t.timed_out, "exit_code": t.exit_code, "test_command": t.test_command,
+            "index": t.index, "passed": t.passed, "failure": getattr(t, "failure", ""),
+            "stop_reason": t.stop_reason, "error": t.error, "timed_out": t.timed_out, "exit_code": t.exit_code,
+            "test_command": t.test_command,
             "test_output": cap_text(t.test_output, TEST_OUTPUT_CAP),
             "agent_seconds": round(t.agent_duration_s, 2), "test_seconds": round(t.test_duration_s, 2),
             "events": _events(run, tid, t.index),
         } for t in r.tries]
         if r.error and not any(t.error for t in r.tries):
-            out[tid].append({"index": None, "passed": False, "stop_reason": "", "error": r.error, "timed_out": False,
-                             "exit_code": None, "test_command": "", "test_output": "", "agent_seconds": 0,
-                             "test_seconds": 0, "events": []})
+            out[tid].append({"index": None, "passed": False, "failure": "", "stop_reason": "", "error": r.error,
+                             "timed_out": False, "exit_code": None, "test_command": "", "test_output": "",
+                             "agent_seconds": 0, "test_seconds": 0, "events": []})
     return out
 
 
