@@ -35,6 +35,7 @@ _EVENT_FIELDS = {
     "auto_tool_call": ("calls",),
     "history": ("why", "shortened", "dropped"),
     "context_exceeded": ("error",),
+    "stuck": ("call", "repeats"),
     "phase": ("from", "to", "by", "reason"),
     "flow_stage": ("done", "to", "summary"),
     "end": ("reason", "detail", "final_answer", "turns", "seconds"),

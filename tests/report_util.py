@@ -74,6 +74,8 @@ def write_try_log(path: Path, task_id: str, t: TryResult) -> None:
          "arguments": "{}"},
         {"t": 0.7, "kind": "tool_result", "turn": 1, "id": "c1", "ok": True, "skipped": False, "error_kind": None,
          "text": f"ok: wrote x.py for {task_id}"},
+        *([{"t": 0.8, "kind": "stuck", "turn": 3, "call": 'read {"path": "missing.py"}', "repeats": 3}]
+          if t.stop_reason == "stuck" else []),
         {"t": 1.0, "kind": "end", "reason": t.stop_reason, "detail": "same failing call 3 times"
          if t.stop_reason == "stuck" else "", "final_answer": "done", "turns": 3, "seconds": 1.0},
     ]

@@ -127,6 +127,11 @@ def test_page_in_headless_chromium(page_file):
             page.screenshot(path=str(_artifacts() / "report-drilldown.png"), full_page=False)
             page.click("#drill-close")
             assert drill.is_hidden()
+            page.locator('button.cell[data-run="A"][data-task="go/f"]').click()
+            text = drill.inner_text()
+            assert "go/f \u2014 A" in text and "stop: stuck" in text
+            assert 'stuck: the same failing call 3 times\nread {"path": "missing.py"}' in text
+            page.click("#drill-close")
             page.locator("#matrix").scroll_into_view_if_needed()
             page.screenshot(path=str(_artifacts() / "report.png"), full_page=True)
         finally:
