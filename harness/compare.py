@@ -72,15 +72,46 @@ def bootstrap_interval(values: Sequence[float], *, confidence: float = 0.95, sam
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (tasks resampled with replacement).
 
-    Deterministic for a given ``seed``. An empty sequence gives ``(0.0, 1.0)``.
+    When the values take at most three distinct values (solved 0/1, paired differences
+    -1/0/1: every use in reports) the bootstrap distribution is computed exactly, as the
+    multinomial distribution of the resampled counts: the limit of infinitely many resamples,
+    with no sampling noise and no cost in ``samples``. Otherwise ``samples`` resamples are
+    drawn, deterministically for a given ``seed``. An empty sequence gives ``(0.0, 1.0)``.
     """
     n = len(values)
     if n == 0:
         return 0.0, 1.0
+    distinct = sorted(set(values))
+    if len(distinct) <= 3:
+        return _quantiles(_exact_mean_distribution(values, distinct), confidence)
     rng = random.Random(seed)
     choices = rng.choices
     means = sorted(sum(choices(values, k=n)) / n for _ in range(samples))
-    return _percentiles(means, confidence)
+    return _quantiles([(m, 1.0 / samples) for m in means], confidence)
+
+
+def _exact_mean_distribution(values: Sequence[float], distinct: list[float]) -> list[tuple[float, float]]:
+    """(mean, probability) of the bootstrap resample mean, sorted by mean, for <= 3 distinct values."""
+    n = len(values)
+    counts = [sum(1 for v in values if v == d) for d in distinct]
+    while len(distinct) < 3:  # pad to three categories of probability 0
+        distinct, counts = [*distinct, 0.0], [*counts, 0]
+    lf = [math.lgamma(i + 1) for i in range(n + 1)]
+    # a[j][k] = k * log(p_j) - log(k!): the log multinomial term is lf[n] + a0[k0] + a1[k1] + a2[k2]
+    a = [[k * math.log(c / n) - lf[k] for k in range(n + 1)] if c else [0.0] + [-math.inf] * n for c in counts]
+    a0, a1, a2 = a
+    d0, d1, d2 = distinct
+    probs: dict[float, float] = {}
+    for k1 in range(n + 1 if counts[1] else 1):
+        base = lf[n] + a1[k1]
+        for k2 in range(n + 1 - k1 if counts[2] else 1):
+            k0 = n - k1 - k2
+            logp = base + a2[k2] + a0[k0]
+            if logp < -745:  # below the smallest double: contributes nothing
+                continue
+            mean = (d0 * k0 + d1 * k1 + d2 * k2) / n
+            probs[mean] = probs.get(mean, 0.0) + math.exp(logp)
+    return sorted(probs.items())
 
 
 def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
@@ -95,11 +126,19 @@ def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], *, confidence:
     return bootstrap_interval(diffs, confidence=confidence, samples=samples, seed=seed) if diffs else (0.0, 0.0)
 
 
-def _percentiles(sorted_values: list[float], confidence: float) -> tuple[float, float]:
+def _quantiles(dist: list[tuple[float, float]], confidence: float) -> tuple[float, float]:
+    """The two-sided percentile interval of a discrete distribution given as sorted (value, probability)."""
     alpha = (1 - confidence) / 2
-    last = len(sorted_values) - 1
-    lo = sorted_values[max(0, math.floor(alpha * last))]
-    hi = sorted_values[min(last, math.ceil((1 - alpha) * last))]
+    lo = hi = dist[-1][0]
+    cum = 0.0
+    found_lo = False
+    for value, prob in dist:
+        cum += prob
+        if not found_lo and cum >= alpha - 1e-12:
+            lo, found_lo = value, True
+        if cum >= 1 - alpha - 1e-12:
+            hi = value
+            break
     return lo, hi
 
 

@@ -76,8 +76,18 @@ def test_paired_test_counts_and_bootstrap():
     lo, hi = compare.paired_bootstrap_diff([0, 0, 0], [1, 1, 1])
     assert (lo, hi) == (1.0, 1.0)
     assert compare.bootstrap_interval([1.0] * 5) == (1.0, 1.0)
-    lo, hi = compare.bootstrap_interval([0, 1] * 50, seed=3)
-    assert lo < 0.5 < hi and compare.bootstrap_interval([0, 1] * 50, seed=3) == (lo, hi)  # deterministic
+    # 5 of 10 solved: the resampled count is Binomial(10, 1/2); P(K <= 1) = 0.011 < 0.025 <= P(K <= 2) = 0.055
+    assert compare.bootstrap_interval([0.0] * 5 + [1.0] * 5) == (0.2, 0.8)
+    # the exact distribution agrees with drawn resamples (more than three distinct values are drawn)
+    lo, hi = compare.bootstrap_interval([0.0] * 30 + [1.0] * 70)
+    mc_lo, mc_hi = compare.bootstrap_interval([0.0] * 30 + [1.0] * 69 + [1.0 + 1e-9], samples=4000, seed=3)
+    assert (lo, hi) == (0.61, 0.79) and abs(mc_lo - lo) <= 0.011 and abs(mc_hi - hi) <= 0.011
+    assert compare.bootstrap_interval([0.5, 0.25, 1.0, 0.0] * 5, seed=1) == \
+        compare.bootstrap_interval([0.5, 0.25, 1.0, 0.0] * 5, seed=1)  # drawn resamples are seeded
+    # paired differences -1, 0, 0, +1: P(mean <= -1) = 1/256, P(mean <= -0.75) = 1/256 + 4 * (1/4)^3 * (1/2)
+    # = 0.035 >= 0.025, so the interval is [-0.75, 0.75]
+    lo, hi = compare.paired_bootstrap_diff([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
+    assert (lo, hi) == (-0.75, 0.75)
 
 
 def test_flips_mean_sd_and_frequency():
