@@ -256,7 +256,8 @@ def try_log(run_dir: Path, task_id: str, index: int) -> list[dict[str, Any]]:
 
 def _try_end(run: Run, task_id: str, index: int) -> dict[str, Any] | None:
     """The ``end`` event of a try's agent log, if the log exists."""
-    return next((e for e in reversed(try_log(run.path, task_id, index)) if e.get("kind") == "end"), None)
+    return next((e for e in reversed(try_log(run.path, task_id, index))
+                 if e.get("kind") == "end" and not e.get("agent")), None)
 
 
 def tool_seconds(events: list[dict[str, Any]]) -> float:

@@ -52,12 +52,20 @@ def _clip(value: Any) -> Any:
     return value
 
 
+def _sub_agent(event: dict[str, Any]) -> bool:
+    """A sub-agent's event: the log tags those with ``agent`` (the main agent's ``session_start``
+    also names its agent, at depth 0)."""
+    if event.get("kind") == "session_start":
+        return bool(event.get("depth"))
+    return bool(event.get("agent"))
+
+
 def _events(run: Run, task_id: str, index: int) -> list[dict[str, Any]]:
     """The events of one try's log that a reader needs, with long texts clipped."""
     out = []
     for event in try_log(run.path, task_id, index):
         kind = event.get("kind")
-        if kind not in _EVENT_FIELDS or event.get("agent"):
+        if kind not in _EVENT_FIELDS or _sub_agent(event):
             continue  # sub-agents' events stay in the log file
         out.append({"kind": kind, "t": event.get("t"),
                     **{k: _clip(event[k]) for k in _EVENT_FIELDS[kind] if k in event}})

@@ -64,8 +64,13 @@ def make_run(path: Path, outcomes: dict[str, str], *, tries: int = 2, agent: str
 def write_try_log(path: Path, task_id: str, t: TryResult) -> None:
     """A small agent log in the format of ``localcode.agent.logs.RunLogger``."""
     events = [
-        {"t": 0.0, "kind": "session_start", "agent": None, "continued": t.index > 1,
+        # as RunLogger writes them: session_start names the agent; a sub-agent's events carry its tag
+        {"t": 0.0, "kind": "session_start", "agent": "coder", "depth": 0, "continued": t.index > 1,
          "task": f"Solve {task_id} (try {t.index}). <b>not bold</b>"},
+        {"t": 0.1, "kind": "session_start", "agent": "helper", "depth": 1, "continued": False,
+         "task": "a sub-agent's task"},
+        {"t": 0.2, "kind": "response", "agent": "helper", "turn": 1, "finish_reason": "stop",
+         "content": "a sub-agent's answer", "reasoning": "", "tool_calls": [], "malformed": []},
         {"t": 0.5, "kind": "response", "turn": 1, "finish_reason": "tool_calls", "content": "Let me write it.",
          "reasoning": "", "tool_calls": [{"id": "c1", "name": "write",
                                           "arguments": json.dumps({"path": "x.py", "content": "print(1)"})}],
@@ -79,9 +84,6 @@ def write_try_log(path: Path, task_id: str, t: TryResult) -> None:
         {"t": 1.0, "kind": "end", "reason": t.stop_reason, "detail": "same failing call 3 times"
          if t.stop_reason == "stuck" else "", "final_answer": "done", "turns": 3, "seconds": 1.0},
     ]
-    for e in events:
-        if e.get("agent") is None:
-            e.pop("agent", None)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
 

@@ -123,6 +123,7 @@ def test_page_in_headless_chromium(page_file):
             assert "python/c" in text and "try 1: failed" in text and "try 2: passed" in text
             assert "ok: wrote x.py for python/c" in text and "FAILED test_x" in text
             assert "<b>not bold</b>" in text  # shown as text, not markup
+            assert "Solve python/c (try 1)" in text and "sub-agent" not in text
             assert drill.locator("pre.call").first.inner_text().startswith("\u2192 write")
             page.screenshot(path=str(_artifacts() / "report-drilldown.png"), full_page=False)
             page.click("#drill-close")
