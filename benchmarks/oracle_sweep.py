@@ -158,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                 last = r.tries[-1] if r.tries else None
                 tail = (last.test_output if last else "").strip().splitlines()[-12:]
                 exceptions.append({"agent": agent, "id": r.id, "error": r.error, "passed": r.passed,
-                                   "timed_out": bool(last and last.timed_out), "tail": tail})
+                                   "timed_out": bool(last and last.timed_out),
+                                   "failure": last.failure if last else "", "tail": tail})
     if exceptions:
         print()
         print("exceptions:")
         for x in exceptions:
             what = f"error: {x['error']}" if x["error"] else ("passed" if x["passed"] else
-                                                                ("timed out" if x["timed_out"] else "failed"))
+                                                                f"failed ({x['failure'] or 'no reason'})")
             print(f"- {x['agent']} {x['id']}: {what}")
             for line in x["tail"]:
                 print(f"    {line}")

@@ -9,11 +9,12 @@ How an agent run maps onto the benchmark's records:
 
 - ``time_limit`` (the per-try ``--agent-timeout`` or the config's ``max_wall_seconds``):
   not an error — the tests still run on what was written;
-- ``model_error`` (the backend failed) and ``context_exceeded`` (the conversation no longer
-  fits the context window): infrastructure errors with their reason, never test failures;
-  an exhausted context window is also counted in ``exhausted_context_windows``;
-- every other ending (``finished``, ``answered``, ``max_turns``, ``format_errors``, ...):
-  the tests decide.
+- ``model_error`` (the backend failed: the model could not run): an infrastructure error
+  with its reason, never a test failure;
+- every other ending is the model's doing and the tests decide, as in Aider: ``finished``,
+  ``answered``, ``max_turns``, ``format_errors``, ``stuck``, ``context_exceeded`` (the
+  conversation no longer fits the context window; also counted in
+  ``exhausted_context_windows``), ``request_timeout`` (one generation ran too long), ...
 
 Try 2 keeps its KV state: tries of different tasks interleave on the one model (generation
 is serial, tests run meanwhile), so after each try the session asks a model that can
@@ -37,9 +38,9 @@ from localcode.config import AgentConfig
 from localcode.harness.bench import AttemptReport
 from localcode.harness.dataset import Exercise
 from localcode.harness.results import AgentUsage
-from localcode.harness.workspace import protected_paths
+from localcode.harness.workspace import protected_paths, write_refusal
 
-INFRASTRUCTURE_ENDINGS = {"model_error": "model error", "context_exceeded": "context window exceeded"}
+INFRASTRUCTURE_ENDINGS = {"model_error": "model error"}
 """Agent endings that are recorded as infrastructure errors (never as test failures)."""
 
 
@@ -105,6 +106,7 @@ class ModelSession:
         self.ctx = ToolContext(
             workspace=workspace,
             protected=frozenset(protected_paths(exercise)),
+            write_policy=lambda rel: write_refusal(exercise, rel),
             sandbox=sandbox,
             shell_cwd=workspace if sandbox is not None else None,
             shell_enabled=sandbox is not None,

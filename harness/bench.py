@@ -17,8 +17,13 @@ never waits for a compile. A task's next try waits for its own test result; othe
 proceed meanwhile. Tasks waiting for a retry go before new tasks, which keeps few
 conversations open.
 
-Infrastructure failures (a solver exception, a sandbox error, an ``AttemptReport.error``)
-end the task with ``TaskResult.error`` set; they are never counted as test failures.
+Failures the model causes (context overflow, a generation past ``request_timeout``,
+malformed-output exhaustion, max turns, the agent time limit) end the try, and the tests
+still run on what was written: the task is a failed case in every denominator. Only
+faults outside the model's control end the task with ``TaskResult.error`` set: an
+``AttemptReport.error`` (the model could not run: load failure, backend crash), a sandbox
+error, or an exception from the solver (a harness bug). They are excluded from the rates
+and listed with their reasons.
 Ctrl-C (KeyboardInterrupt) stops scheduling, cancels queued test runs, closes the open
 sessions and re-raises; finished results are already on disk, half-done tasks have none.
 """
@@ -40,20 +45,16 @@ from pydantic import BaseModel, Field
 from localcode.errors import ConfigError
 from localcode.harness.dataset import Exercise
 from localcode.harness.results import AgentUsage, ResultStore, RunInfo, TaskResult, TryResult, cap_text
-from localcode.harness.workspace import (
-    clean_build_outputs,
-    create_workspace,
-    is_protected,
-    restore_tests,
-    strip_tests,
-    workspace_dir,
-)
+from localcode.harness.workspace import create_workspace, workspace_dir, write_refusal
 
 if TYPE_CHECKING:
     from localcode.config import AgentConfig
 
-RETRY_OUTPUT_LINES = 50
-"""Lines of test output that go into the retry prompt (Aider keeps the first 50)."""
+AIDER_TIMEOUT_OUTPUT = "Tests timed out!"
+"""What Aider's harness sends try 2 after a test run that timed out (instead of the output)."""
+
+AIDER_IGNORED_FILES = ("CMakeLists.txt", "Cargo.toml")
+"""Solution files Aider's harness leaves out of the file list (``ignore_files``)."""
 
 
 # --------------------------------------------------------------------------- protocols
@@ -61,10 +62,13 @@ class AttemptReport(BaseModel):
     """What a ``TaskSession.attempt`` reports back. Edits are in the workspace, not here."""
 
     error: str | None = None
-    """An infrastructure error (model crash, context overflow, ...) with its reason.
-    The task ends with this error; the tests do not run and it never counts as a fail."""
+    """An infrastructure error (the model could not load or crashed) with its reason.
+    The task ends with this error; the tests do not run and it never counts as a fail.
+    Never for what the model did: a context overflow or a generation timeout is a
+    ``stop_reason``, and the tests decide."""
     stop_reason: str = ""
-    """Why the attempt ended: ``finish``, ``max_turns``, ``time_limit``, ``no_op``, ..."""
+    """Why the attempt ended: ``finish``, ``max_turns``, ``time_limit``, ``context_exceeded``,
+    ``request_timeout``, ``format_errors``, ``no_op``, ..."""
     timed_out: bool = False
     """The per-try agent time limit expired; the tests still run on what was written."""
     usage: AgentUsage = Field(default_factory=AgentUsage)
@@ -167,7 +171,7 @@ class _OracleSession:
         usage = AgentUsage()
         for dest, src in reference_files(self.exercise).items():
             usage.tool_calls["write_file"] = usage.tool_calls.get("write_file", 0) + 1
-            if is_protected(self.exercise, dest):
+            if write_refusal(self.exercise, dest) is not None:
                 usage.tool_errors["write_file"] = usage.tool_errors.get("write_file", 0) + 1
                 continue
             target = self.workspace / dest
@@ -184,10 +188,12 @@ class OracleSolver:
 
     It writes into the workspace folder exactly where a model's tools would, and refuses
     protected paths the same way, so a pass proves the workspace, the test copy and the
-    sandbox, not a shortcut.
+    sandbox, not a shortcut. Its test runs use the reference build files of ``.meta``
+    where an exercise ships them (``reference_build``; Rust's ``Cargo-example.toml``).
     """
 
     name = "oracle"
+    reference_build = True
 
     def start(self, exercise: Exercise, workspace: Path) -> TaskSession:
         return _OracleSession(exercise, workspace)
@@ -259,10 +265,33 @@ def agent_config(agent_spec: str, *, overrides: dict[str, Any] | None = None, se
     return config
 
 
+def agent_config_hash(agent_spec: str, overrides: dict[str, Any] | None = None, seed: int | None = None) -> str | None:
+    """sha256 of the effective config of a model agent (overrides and seed applied, as
+    ``make_solver`` builds it), or None for ``oracle`` and ``none``. Loads nothing.
+    Part of a run's identity: a rerun with another config does not continue the run.
+    Raises ``ConfigError``."""
+    if agent_spec in ("oracle", "none"):
+        return None
+    import hashlib
+    import json
+
+    from localcode.config import merge_overrides, resolve_agent
+
+    config = resolve_agent(agent_spec)
+    if overrides:
+        config = merge_overrides(config, overrides)
+    if config.seed is None and seed is not None:
+        config = merge_overrides(config, {"seed": seed}, source="--seed")
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 # --------------------------------------------------------------------------- prompts
 def _file_list(exercise: Exercise) -> str:
-    # Aider lists the file names (not paths) of the files the model may change.
-    return " ".join(Path(f).name for f in exercise.solution_files)
+    # Aider lists the file names (not paths) of the solution files, less its ignore_files
+    # (CMakeLists.txt, Cargo.toml, test and example files).
+    ignored = {*AIDER_IGNORED_FILES, *exercise.test_files, *exercise.example_files}
+    return " ".join(Path(f).name for f in exercise.solution_files if f not in ignored)
 
 
 @functools.cache
@@ -291,9 +320,10 @@ def first_prompt(exercise: Exercise) -> str:
 
 
 def retry_prompt(exercise: Exercise, test_output: str) -> str:
-    """Try 2+: the first ``RETRY_OUTPUT_LINES`` lines of test output and "the tests are correct"."""
-    lines = test_output.splitlines()[:RETRY_OUTPUT_LINES]
-    return _template("bench_retry.md").render(test_output="\n".join(lines), file_list=_file_list(exercise))
+    """Try 2+: the whole cleaned test output and "the tests are correct" (Aider's
+    ``prompts.test_failures``), joined as Aider joins them."""
+    return _template("bench_retry.md").render(test_output="\n".join(test_output.splitlines()),
+                                              file_list=_file_list(exercise))
 
 
 # --------------------------------------------------------------------------- the run
@@ -327,6 +357,21 @@ class _Task:
     started: float
     next_try: int = 1
     prompt: str = ""
+
+
+def _record_details(tr: TryResult, outcome: TestOutcomeLike) -> None:
+    """Copy what a real ``TestOutcome`` adds (report, failure, file changes) into ``tr``."""
+    from localcode.harness.runner import count_aider_errors
+
+    report = getattr(outcome, "report", None)
+    tr.test_report = report.model_copy() if report is not None else None
+    tr.failure = str(getattr(outcome, "failure", "") or ("" if tr.passed else "failed"))
+    files = getattr(outcome, "files", None)
+    if files is not None:
+        tr.files_created, tr.files_changed = list(files.created), list(files.changed)
+        tr.files_deleted, tr.files_not_carried = list(files.deleted), list(files.not_carried)
+    if not tr.passed and not tr.timed_out:
+        tr.syntax_errors, tr.indentation_errors = count_aider_errors(outcome.output or "")
 
 
 def _now() -> str:
@@ -365,6 +410,8 @@ class BenchRunner:
         self.run_info = run_info
         self.progress = progress
         self.clock = clock
+        if getattr(solver, "reference_build", False) and hasattr(runner, "reference_build"):
+            runner.reference_build = True  # type: ignore[attr-defined]  # the oracle's reference manifests
 
     # -- public ----------------------------------------------------------------------
     def run(self, exercises: Iterable[Exercise]) -> list[TaskResult]:
@@ -442,19 +489,7 @@ class BenchRunner:
             tr.error = report.error
             self._finish(task, done, open_tasks, error=report.error)
             return
-        running[pool.submit(self._test, task.exercise, task.workspace)] = task
-
-    def _test(self, exercise: Exercise, workspace: Path) -> TestOutcomeLike:
-        """Runs on a pool thread: restore the tests, run them, hide them again."""
-        try:
-            restore_tests(exercise, workspace)
-            return self.runner.run(exercise, workspace)
-        finally:
-            if self.options.visible_tests:
-                clean_build_outputs(exercise, workspace)
-                restore_tests(exercise, workspace)
-            else:
-                strip_tests(exercise, workspace)
+        running[pool.submit(self.runner.run, task.exercise, task.workspace)] = task
 
     def _collect(self, running: dict[Future[Any], _Task], ready: deque[_Task], done: list[TaskResult],
                  open_tasks: list[_Task], block: bool) -> None:
@@ -477,13 +512,13 @@ class BenchRunner:
             tr.test_output = cap_text(outcome.output or "")
             cmd = outcome.command
             tr.test_command = " ".join(cmd) if isinstance(cmd, (list, tuple)) else str(cmd or "")
+            _record_details(tr, outcome)
             if tr.passed or tr.index >= self.options.tries:
                 self._finish(task, done, open_tasks, error=None)
             else:
                 task.next_try = tr.index + 1
-                output = outcome.output or ""
-                if tr.timed_out and not output.strip():
-                    output = "Tests timed out!"
+                # Aider sends "Tests timed out!" instead of the output of a run that timed out.
+                output = AIDER_TIMEOUT_OUTPUT if tr.timed_out else (outcome.output or "")
                 task.prompt = retry_prompt(task.exercise, output)
                 ready.append(task)
 

@@ -2,14 +2,21 @@
 
 The container is started once with the sandbox root bind-mounted **read-only** at
 ``/mnt/root``, no network, memory and process limits, no capabilities, and an
-unprivileged user. Each ``exec`` is a ``docker exec`` of a small shell wrapper that
+unprivileged user. Each ``exec`` is a ``docker exec`` **as a user id of its own** (a fresh
+uid from ``EXEC_UIDS``, the container user's group) of a small shell wrapper that
 
-1. copies the workspace into a private folder on the container's ``/scratch`` tmpfs,
+1. copies the workspace into a private folder (mode 700) on the container's ``/scratch``
+   tmpfs, with the command's ``HOME``, ``TMPDIR`` and ``GOPATH`` inside it,
 2. runs the command there under ``timeout`` (TERM, then KILL after a grace period, sent
    to the command's whole process group),
-3. kills every process the command left behind (found by a per-exec marker in their
-   environment, so even processes that left the process group are found),
-4. deletes the private folder.
+3. kills every process of its uid (``kill -9 -1``): whatever the command started, even
+   what left the process group, the session or cleared its environment (``setsid env -i
+   ...``), and nothing of another exec, whose uid differs,
+4. deletes what its uid left in ``/tmp``, ``/var/tmp`` and ``/dev/shm``, and the private
+   folder: nothing one command writes there is seen by a later test run or another task.
+
+The shared build caches (Go, Cargo, ccache, jest) stay shared between execs, as the image
+warmed them; the wrapper's ``umask 000`` keeps them writable for every exec uid.
 
 The Docker SDK has no timeout for ``exec``, so the host also keeps a watchdog: if the
 wrapper has not returned shortly after the timeout, the host kills the exec's processes
@@ -21,6 +28,7 @@ neither its own workspace nor another task's.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -48,14 +56,21 @@ LABEL = "localcode.sandbox"
 HOST_LABEL = "localcode.host"
 """Label on every sandbox container (value: the host name): process ids mean something only there."""
 
+EXEC_UIDS = range(200_000, 300_000)
+"""User ids given to execs in turn: each exec runs as a uid no other live exec has."""
+
 # $1 workspace (container path)  $2 private copy  $3 timeout seconds  $4 kill grace  $5.. argv
 _WRAPPER = r"""
 exec 2>&1
 src=$1 dst=$2 t=$3 grace=$4
 shift 4
-if ! { mkdir -p "$dst" && cp -R "$src/." "$dst/" && chmod -R u+w "$dst"; }; then
+box=${dst%/*}
+# Shared caches stay writable for the other exec uids; the private folder is mode 700.
+umask 000
+if ! { mkdir -p "$dst" "$box/tmp" "$box/home" && chmod 700 "$box" && cp -R "$src/." "$dst/" && chmod -R u+w "$dst"; }; then
     echo "localcode-exec: cannot copy the workspace"; exit 125
 fi
+export HOME="$box/home" TMPDIR="$box/tmp" GOPATH="$box/go"
 cd "$dst" || exit 125
 # timeout leads a process group of its own (its pid is the group id) holding the command
 # and whatever it starts without leaving the group; at the timeout it signals that group.
@@ -64,24 +79,23 @@ group=$!
 wait "$group"
 rc=$?
 cd /
-# kill is a shell builtin: it works even when a fork bomb has used up the pids limit.
-i=0
-while [ "$i" -lt 50 ] && kill -9 -"$group" 2>/dev/null; do i=$((i + 1)); done
-_lc_kill_leftovers() {
-    for p in /proc/[0-9]*; do
-        [ "${p#/proc/}" = "$$" ] && continue
-        grep -qxz "LOCALCODE_EXEC_ID=$LOCALCODE_EXEC_ID" "$p/environ" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
-    done
+_lc_cleanup() {
+    # This exec's uid is its own: kill(-1) reaches every process it started, wherever it
+    # went (new session, cleared environment), never another exec's, never this shell.
+    # kill is a shell builtin: it works even when a fork bomb has used up the pids limit.
+    i=0
+    while [ "$i" -lt 200 ] && kill -9 -1 2>/dev/null; do i=$((i + 1)); done
+    find /tmp /var/tmp /dev/shm -xdev -mindepth 1 -user "$(id -u)" -prune -exec rm -rf {} + 2>/dev/null
+    rm -rf "$box" 2>/dev/null
 }
-_lc_kill_leftovers
-rm -rf "${dst%/*}" 2>/dev/null
+_lc_cleanup
 exit $rc
 """
 
 _KILLER = r"""
-for p in /proc/[0-9]*; do
-    grep -qxz "LOCALCODE_EXEC_ID=$1" "$p/environ" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
-done
+i=0
+while [ "$i" -lt 200 ] && kill -9 -1 2>/dev/null; do i=$((i + 1)); done
+find /tmp /var/tmp /dev/shm -xdev -mindepth 1 -user "$(id -u)" -prune -exec rm -rf {} + 2>/dev/null
 rm -rf "/scratch/$1" 2>/dev/null
 true
 """
@@ -186,12 +200,12 @@ class DockerSandbox(Sandbox):
         self.user = user or _default_user()
         self._kill_grace_s = kill_grace_s
         self._watchdog_grace_s = watchdog_grace_s
-        if self.user.split(":")[0] != str(os.getuid()):
-            # The container user is someone else (host root runs tests as nobody): it must
-            # be able to enter the mounted root. Workspaces below are created readable.
-            mode = self.root.stat().st_mode
-            if mode & 0o005 != 0o005:
-                self.root.chmod(mode | 0o005)
+        self._uids = itertools.cycle(EXEC_UIDS)
+        # Execs run as uids of their own: they must be able to enter the mounted root.
+        # Workspaces and test folders below are created readable by all.
+        mode = self.root.stat().st_mode
+        if mode & 0o005 != 0o005:
+            self.root.chmod(mode | 0o005)
         self._client = client or docker_client()
         try:
             remove_stale_containers(self._client)  # left by a run that was killed (SIGKILL, power loss)
@@ -254,6 +268,9 @@ class DockerSandbox(Sandbox):
         exec_id = uuid.uuid4().hex[:16]
         scratch = f"{SCRATCH}/{exec_id}/{cwd.name}"
         environment = {**(env or {}), "LOCALCODE_EXEC_ID": exec_id}
+        with self._lock:
+            uid = next(self._uids)
+        exec_user = f"{uid}:{self.user.split(':')[1] if ':' in self.user else uid}"
         cmd = [
             "sh", "-c", _WRAPPER, "localcode-exec",
             self._container_path(cwd), scratch, f"{timeout:g}", f"{self._kill_grace_s:g}",
@@ -265,7 +282,7 @@ class DockerSandbox(Sandbox):
         start = time.monotonic()
         try:
             created = api.exec_create(
-                self.container_id, cmd, user=self.user, environment=environment, workdir="/"
+                self.container_id, cmd, user=exec_user, environment=environment, workdir="/"
             )
             stream = api.exec_start(created["Id"], stream=True, demux=False)
         except Exception as err:  # noqa: BLE001
@@ -283,7 +300,7 @@ class DockerSandbox(Sandbox):
         reader.join(timeout + self._kill_grace_s + self._watchdog_grace_s)
         watchdog_fired = reader.is_alive()
         if watchdog_fired:
-            self._kill_exec(exec_id)
+            self._kill_exec(exec_id, exec_user)
             reader.join(10)
         duration = time.monotonic() - start
         if errors and not watchdog_fired:
@@ -307,12 +324,12 @@ class DockerSandbox(Sandbox):
             duration_s=duration,
         )
 
-    def _kill_exec(self, exec_id: str) -> None:
-        """Kill every process of one exec, from a second exec (the host-side watchdog)."""
+    def _kill_exec(self, exec_id: str, exec_user: str) -> None:
+        """Kill every process of one exec, from a second exec as its uid (the host-side watchdog)."""
         try:
             api = self._client.api
             created = api.exec_create(
-                self.container_id, ["sh", "-c", _KILLER, "localcode-kill", exec_id], user=self.user
+                self.container_id, ["sh", "-c", _KILLER, "localcode-kill", exec_id], user=exec_user
             )
             api.exec_start(created["Id"])
         except Exception:  # noqa: BLE001 - the container may be gone; close() removes it anyway

@@ -7,8 +7,9 @@ use; if the harness is sound, every exercise then passes. The mapping per langua
   example files and every other reference class (helpers such as ``Frame.java``), except
   read-only editor files (e.g. exception classes), which the workspace already has and
   no agent may write.
-- Rust: ``.meta/example.rs`` -> ``src/lib.rs``; ``.meta/Cargo-example.toml`` -> ``Cargo.toml``
-  when the example has its own manifest.
+- Rust: ``.meta/example.rs`` -> ``src/lib.rs``. A reference manifest
+  (``.meta/Cargo-example.toml``) is not written: manifests never come from a workspace;
+  the oracle's test runs take it from ``.meta`` (``Language.reference_build_files``).
 - Everything else (C++, Go, JavaScript, Python): each example file goes onto the solution
   file with the same extension (``example.cpp`` -> ``x.cpp``, ``proof.ci.js`` -> ``x.js``).
 """
@@ -22,7 +23,6 @@ from localcode.harness.dataset import Exercise
 
 JAVA_REFERENCE_DIR = ".meta/src/reference/java"
 JAVA_MAIN_DIR = "src/main/java"
-RUST_CARGO_EXAMPLE = ".meta/Cargo-example.toml"
 
 
 def _suffix(rel: str) -> str:
@@ -70,8 +70,6 @@ def reference_files(exercise: Exercise) -> dict[str, Path]:
                     f"(candidates: {', '.join(exercise.solution_files)})"
                 )
             out[candidates[0]] = base / rel
-        if exercise.language == "rust" and (base / RUST_CARGO_EXAMPLE).is_file():
-            out["Cargo.toml"] = base / RUST_CARGO_EXAMPLE
 
     for dest in out:
         if dest in hidden or dest.startswith(".") or ".." in PurePosixPath(dest).parts:

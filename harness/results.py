@@ -4,14 +4,39 @@ A run directory looks like::
 
     <run_dir>/
         run.json                          RunInfo: everything needed to reproduce the run
-        stats.json                        statistics, computed only from the result files
+        stats.json, stats.yaml            statistics, computed only from the result files
         <lang>/<name>/result.json         TaskResult, one per finished task (written atomically)
-        <lang>/<name>/.aider.results.json the same task in Aider's benchmark format
+        <lang>/<name>/try-N.*             the agent's logs per try
+        <lang>/exercises/practice/<name>/.aider.results.json
+                                          the same task in Aider's format, where Aider's own
+                                          ``benchmark.py --stats`` looks for it
         workspaces/<lang>/<name>/         the agent's workspace (the sandbox root)
 
 ``TaskResult`` is THE result schema: statistics, reports and resume read nothing else.
 Every file is written to a temporary file in the same folder, fsynced, then renamed over
 the target (``os.replace``), so a crash leaves either the old file or the new one.
+
+The schema (``result.json``; every field has a docstring below):
+
+- ``TaskResult``: ``id``, ``language``, ``name``, ``agent``, ``max_tries``, ``tries``,
+  ``error`` (an infrastructure error: the task is excluded from every rate and listed),
+  ``started_at``, ``finished_at``, ``duration_s``.
+- ``TryResult`` (one per try): ``index``, ``passed`` (exit 0 *and* the framework's report
+  shows at least one test run and none failed), ``failure`` (why it did not pass),
+  ``test_report`` (``TestReport``: the counts the framework printed), ``timed_out``,
+  ``exit_code``, ``test_duration_s``, ``agent_duration_s`` (model time), ``test_output``
+  (what try N+1 sees), ``test_command``, ``stop_reason`` (why the agent stopped:
+  ``finished``, ``max_turns``, ``context_exceeded``, ``request_timeout``,
+  ``format_errors``, ``time_limit``, ...), ``agent_timed_out``, ``error``, ``usage``,
+  ``files_created`` / ``files_changed`` / ``files_deleted`` (the workspace against the
+  exercise's starting files), ``files_not_carried`` (created or changed files the test
+  run did not use), ``syntax_errors`` / ``indentation_errors`` (Aider's counts of
+  output lines starting ``SyntaxError`` / ``IndentationError`` in a failed run).
+
+Failures the model causes (context overflow, a generation past ``request_timeout``,
+malformed-output exhaustion, max turns, the agent time limit) are failed tries: the tests
+still run on what was written. Only faults outside the model's control (the model could
+not load or crashed, the sandbox failed, a harness bug) set ``error``.
 """
 
 from __future__ import annotations
@@ -31,8 +56,12 @@ RUN_FILE = "run.json"
 STATS_FILE = "stats.json"
 STATS_YAML_FILE = "stats.yaml"
 WORKSPACES_DIR = "workspaces"
-TEST_OUTPUT_CAP = 20_000
-"""Characters of test output kept per try in result.json (head and tail are kept)."""
+TEST_OUTPUT_CAP = 200_000
+"""Characters of test output kept per try in result.json (head and tail are kept): above
+the cap the runner applies (``localcode.harness.runner.DEFAULT_OUTPUT_CHARS``), so the file
+holds exactly what the next try saw."""
+AIDER_TASK_DIR = "{language}/exercises/practice/{name}"
+"""Where ``.aider.results.json`` goes in a run folder: the layout Aider's ``--stats`` globs."""
 
 SCHEMA_VERSION = 1
 
@@ -135,13 +164,41 @@ class AgentUsage(_Model):
         return AgentUsage(**out)
 
 
+class TestReport(_Model):
+    """What the test framework itself reported about one run (its summary or events)."""
+
+    __test__ = False  # not a pytest test class
+
+    framework: str
+    """Whose report: ``pytest``, ``cargo``, ``go-json``, ``jest``, ``junit-console``, ``catch2``."""
+    passed: int = 0
+    """Tests that passed."""
+    failed: int = 0
+    """Tests that failed."""
+    errors: int = 0
+    """Errors outside single tests (collection or suite errors, failed containers or packages)."""
+    skipped: int = 0
+    """Tests skipped or ignored."""
+
+    @property
+    def ran(self) -> int:
+        """Tests that ran (passed or failed)."""
+        return self.passed + self.failed
+
+
 class TryResult(_Model):
     """One try of a task: the agent's attempt, then the test run on what it wrote."""
 
     index: int
     """1-based try number."""
     passed: bool = False
-    """The tests ran and passed. False when they failed, timed out or never ran (see ``error``)."""
+    """Exit status 0 and the framework's report shows at least one test run and none failed.
+    False when they failed, timed out, gave no report or never ran (see ``failure``, ``error``)."""
+    failure: str = ""
+    """Why the try did not pass (``exit code 1``, ``timed out``, ``exit code 0 but no test
+    report``, ``0 tests ran``...); empty when it passed or never ran."""
+    test_report: TestReport | None = None
+    """The framework's own counts; None when its output held no report."""
     timed_out: bool = False
     """The test run hit the test timeout."""
     exit_code: int | None = None
@@ -149,7 +206,7 @@ class TryResult(_Model):
     test_duration_s: float = 0.0
     """Wall seconds of the test run (copying tests in, build and run)."""
     agent_duration_s: float = 0.0
-    """Wall seconds the agent spent on this try."""
+    """Wall seconds the agent (the model and its tools) spent on this try: Aider's ``duration``."""
     test_output: str = ""
     """Cleaned test output, capped to ``TEST_OUTPUT_CAP`` characters."""
     test_command: str = ""
@@ -162,6 +219,19 @@ class TryResult(_Model):
     """An infrastructure error during this try (sandbox, solver crash); never a test failure."""
     usage: AgentUsage = Field(default_factory=AgentUsage)
     """Tokens, tool calls and errors of the agent during this try."""
+    files_created: list[str] = Field(default_factory=list)
+    """Workspace files that the exercise did not start with (after this try)."""
+    files_changed: list[str] = Field(default_factory=list)
+    """Starting files whose content differs from the exercise's (after this try)."""
+    files_deleted: list[str] = Field(default_factory=list)
+    """Starting files that are gone (the test run used the exercise's own)."""
+    files_not_carried: list[str] = Field(default_factory=list)
+    """Created or changed files that the test run did not use (build or test configuration,
+    files outside the solution's source folders): see ``Language.carry``."""
+    syntax_errors: int = 0
+    """Lines of this failed run's output that start with ``SyntaxError`` (Aider's count)."""
+    indentation_errors: int = 0
+    """Lines of this failed run's output that start with ``IndentationError`` (Aider's count)."""
 
 
 class TaskResult(_Model):
@@ -169,8 +239,8 @@ class TaskResult(_Model):
 
     ``tries`` holds the tries that ran the tests (or ended in an infrastructure error).
     A task that passed on try 1 has one entry. ``error`` is set when the task ended in
-    an infrastructure error: such a task is neither a pass nor a fail, it is rerun by
-    ``--retry-errors``.
+    an infrastructure error (a fault outside the model's control): such a task is neither
+    a pass nor a fail, it is listed under the statistics and rerun by ``--retry-errors``.
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -242,11 +312,23 @@ class TaskResult(_Model):
         """Test runs that timed out."""
         return sum(1 for t in self.tries if t.timed_out)
 
+    @property
+    def syntax_errors(self) -> int:
+        """Aider's ``syntax_errors`` over all tries."""
+        return sum(t.syntax_errors for t in self.tries)
+
+    @property
+    def indentation_errors(self) -> int:
+        """Aider's ``indentation_errors`` over all tries."""
+        return sum(t.indentation_errors for t in self.tries)
+
     def to_aider(self, run_info: RunInfo | None, testdir: Path) -> dict[str, Any]:
         """This result in the format of Aider's ``.aider.results.json``.
 
-        Fields Aider measures that have no meaning here (cost, syntax_errors, lazy_comments,
-        user asks, chat_hashes) are present with zero values so Aider's tools can read the file.
+        ``duration`` is the agent's (model) time, as Aider measures it; ``syntax_errors`` and
+        ``indentation_errors`` are counted from the failed test outputs as Aider does. Fields
+        with no meaning here (cost, lazy_comments, user asks, chat_hashes) are zero so
+        Aider's tools can read the file.
         """
         usage = self.usage
         return {
@@ -256,15 +338,15 @@ class TaskResult(_Model):
             "edit_format": run_info.edit_format if run_info else "tools",
             "tests_outcomes": self.outcomes,
             "cost": 0.0,
-            "duration": self.agent_duration_s + self.test_duration_s,
+            "duration": self.agent_duration_s,
             "test_timeouts": self.test_timeouts,
             "commit_hash": (run_info.localcode_commit or "") if run_info else "",
             "num_error_outputs": sum(usage.tool_errors.values()),
             "num_user_asks": 0,
             "num_exhausted_context_windows": usage.exhausted_context_windows,
             "num_malformed_responses": usage.malformed_responses,
-            "syntax_errors": 0,
-            "indentation_errors": 0,
+            "syntax_errors": self.syntax_errors,
+            "indentation_errors": self.indentation_errors,
             "lazy_comments": 0,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
@@ -313,6 +395,11 @@ class RunInfo(_Model):
     """Aider's ``edit_format``: localcode edits through tool calls."""
     agent_info: dict[str, Any] = Field(default_factory=dict)
     """Agent-specific facts: model file, sha256, quantization, effective config, sampler, seed."""
+    agent_config_sha256: str | None = None
+    """sha256 of the effective agent config (JSON, overrides and seed applied); None for
+    the built-in agents. Part of the experiment's identity (``identity``)."""
+    model_sha256: str | None = None
+    """sha256 of the model file, when the backend has one. Part of the experiment's identity."""
     dataset: DatasetInfo
     """The dataset and its identity."""
     sandbox: str
@@ -343,7 +430,8 @@ class RunInfo(_Model):
     """Peak resident memory of the localcode process (model included) over the run's sessions."""
 
     def resume_key(self) -> dict[str, Any]:
-        """The facts that must match for a rerun to continue this run rather than start a new one."""
+        """What was asked (agent, selection, protocol): a rerun with the same key continues
+        this run, provided its ``identity`` matches too."""
         return {
             "agent": self.agent,
             "agent_overrides": self.agent_overrides,
@@ -354,6 +442,36 @@ class RunInfo(_Model):
             "test_timeout_s": self.test_timeout_s,
             "task_ids": sorted(self.task_ids),
         }
+
+    def identity(self) -> dict[str, Any]:
+        """What the experiment was run with: the effective agent config, the model file,
+        the dataset's content, the test image and localcode's version. A run continues
+        only when a rerun's identity is the same (fields not known yet are skipped)."""
+        return {
+            "agent config": self.agent_config_sha256,
+            "model sha256": self.model_sha256,
+            "dataset": self.dataset.commit or self.dataset.content_hash,
+            "test image": self.image_id,
+            "localcode version": self.localcode_version,
+        }
+
+    def identity_changes(self, other: RunInfo) -> list[str]:
+        """``what: old -> new`` for each identity fact that differs between this run and
+        ``other`` (a rerun); facts one of them does not know (None: not measured yet, or a
+        run killed during start-up) are not compared."""
+        mine, theirs = self.identity(), other.identity()
+        changes = []
+        for what, new in theirs.items():
+            old = mine.get(what)
+            if new is not None and old is not None and old != new:
+                changes.append(f"{what}: {_short(old)} -> {_short(new)}")
+        return changes
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    # sha256 hex and image ids read better shortened; the full values are in run.json.
+    return text[:19] + "..." if len(text) > 24 else text
 
 
 class ResultStore:
@@ -374,6 +492,11 @@ class ResultStore:
 
     def result_path(self, task_id: str) -> Path:
         return self.task_dir(task_id) / RESULT_FILE
+
+    def aider_dir(self, task_id: str) -> Path:
+        """Folder of the task's ``.aider.results.json`` (``<lang>/exercises/practice/<name>``)."""
+        language, name = task_id.split("/", 1)
+        return self.run_dir / AIDER_TASK_DIR.format(language=language, name=name)
 
     @property
     def workspaces_dir(self) -> Path:
@@ -396,11 +519,19 @@ class ResultStore:
     def write(self, result: TaskResult, run_info: RunInfo | None = None) -> None:
         """Write ``result.json`` and ``.aider.results.json`` for one task, atomically each.
 
+        A task that ended in an infrastructure error gets no ``.aider.results.json`` (an
+        older one is removed), only its folder: Aider's statistics then count it in
+        ``total_tests`` but not in ``completed_tests``, exactly as ``stats.json`` does.
         ``result.json`` is written last: its presence is what marks the task finished.
         """
         folder = self.task_dir(result.id)
-        aider = result.to_aider(run_info, folder)
-        atomic_write_text(folder / AIDER_RESULT_FILE, json.dumps(aider, indent=4) + "\n", sync_dir=False)
+        aider_dir = self.aider_dir(result.id)
+        if result.finished:
+            aider = result.to_aider(run_info, aider_dir)
+            atomic_write_text(aider_dir / AIDER_RESULT_FILE, json.dumps(aider, indent=4) + "\n")
+        else:
+            aider_dir.mkdir(parents=True, exist_ok=True)
+            (aider_dir / AIDER_RESULT_FILE).unlink(missing_ok=True)
         atomic_write_text(folder / RESULT_FILE, result.model_dump_json(indent=2) + "\n")
 
     def read(self, task_id: str) -> TaskResult | None:
@@ -436,7 +567,7 @@ class ResultStore:
         Only for a run no other process is writing: call it before resuming.
         """
         removed = []
-        for pattern in (".*.tmp", "*/*/.*.tmp"):
+        for pattern in (".*.tmp", "*/*/.*.tmp", "*/exercises/practice/*/.*.tmp"):
             for path in self.run_dir.glob(pattern):
                 if path.parent.parent.name == WORKSPACES_DIR or not path.is_file():
                     continue

@@ -6,9 +6,15 @@ Key names follow Aider's benchmark wherever Aider has one (``pass_rate_1``,
 ``prompt_tokens``, ``completion_tokens``, ``exhausted_context_windows``, ...).
 
 Pass rates are CUMULATIVE: ``pass_rate_2`` is the percent of tasks passed on try 1 or 2.
-Their denominator is the tasks that ran to an outcome (``completed_tests``, as Aider):
-tasks that ended in an infrastructure error are counted in ``infrastructure_errors``,
-never as failures.
+Their denominator is the tasks that ran to an outcome (``test_cases`` = ``completed_tests``,
+as Aider): every failure the model causes (context overflow, generation timeout, malformed
+output, max turns) is such an outcome, a failed case. Only tasks that ended in an
+infrastructure error (the model could not load or crashed, the sandbox failed, a harness
+bug) are left out; they are counted in ``infrastructure_errors`` and listed with their
+reasons in ``infrastructure_error_tasks`` (and under the table).
+
+``seconds_per_case`` is Aider's: the agent's (model) seconds per completed case;
+``total_seconds_per_case`` adds the test runs, ``test_seconds_per_case`` is those alone.
 """
 
 from __future__ import annotations
@@ -65,13 +71,14 @@ def compute_stats(
         "edit_format": run_info.edit_format if run_info else "tools",
         "agent": run_info.agent if run_info else (results[0].agent if results else ""),
         "dirname": run_info.run_name if run_info else "",
-        "test_cases": total_tests,
+        "test_cases": n,
         "total_tests": total_tests,
         "tries": tries,
     }
     stats.update(_pass_block(results, tries))
     stats.update({
         "infrastructure_errors": sum(1 for r in results if not r.finished),
+        "infrastructure_error_tasks": [{"id": r.id, "reason": r.error} for r in results if not r.finished],
         "missing_results": max(0, total_tests - len(results)),
         "percent_cases_well_formed": round(100.0 * (1 - with_malformed / n), 1) if n else 0.0,
         "num_malformed_responses": usage.malformed_responses,
@@ -79,8 +86,8 @@ def compute_stats(
         "error_outputs": sum(usage.tool_errors.values()),
         "user_asks": 0,
         "lazy_comments": 0,
-        "syntax_errors": 0,
-        "indentation_errors": 0,
+        "syntax_errors": sum(r.syntax_errors for r in completed),
+        "indentation_errors": sum(r.indentation_errors for r in completed),
         "exhausted_context_windows": usage.exhausted_context_windows,
         "test_timeouts": sum(r.test_timeouts for r in completed),
         # tries the agent ended early because it repeated a failing call (localcode.agent.loop.Stuck)
@@ -97,7 +104,8 @@ def compute_stats(
         "text_calls": usage.text_calls,
         "tool_calls": dict(sorted(usage.tool_calls.items())),
         "tool_errors": dict(sorted(usage.tool_errors.items())),
-        "seconds_per_case": round((agent_s + test_s) / n, 2) if n else 0.0,
+        "seconds_per_case": round(agent_s / n, 2) if n else 0.0,
+        "total_seconds_per_case": round((agent_s + test_s) / n, 2) if n else 0.0,
         "agent_seconds_per_case": round(agent_s / n, 2) if n else 0.0,
         "test_seconds_per_case": round(test_s / n, 2) if n else 0.0,
         "seconds_per_test_run": round(test_s / test_runs, 2) if test_runs else 0.0,
@@ -114,9 +122,8 @@ def compute_stats(
         block.update(_pass_block(rs, tries))
         block["infrastructure_errors"] = len(rs) - len(done)
         block["test_timeouts"] = sum(r.test_timeouts for r in done)
-        block["seconds_per_case"] = (
-            round(sum(r.agent_duration_s + r.test_duration_s for r in done) / len(done), 2) if done else 0.0
-        )
+        block["seconds_per_case"] = round(sum(r.agent_duration_s for r in done) / len(done), 2) if done else 0.0
+        block["test_seconds_per_case"] = round(sum(r.test_duration_s for r in done) / len(done), 2) if done else 0.0
         per_language[lang] = block
     stats["per_language"] = per_language
     if run_info is not None:
@@ -161,7 +168,7 @@ def render_stats(stats: dict[str, Any]) -> Any:
     for i in range(1, tries + 1):
         overall.add_row(f"pass_rate_{i} (cumulative)", f"{stats.get(f'pass_rate_{i}', 0.0):.1f}%  "
                         f"({stats.get(f'pass_num_{i}', 0)})")
-    for key in ("seconds_per_case", "agent_seconds_per_case", "test_seconds_per_case", "test_timeouts",
+    for key in ("seconds_per_case", "total_seconds_per_case", "test_seconds_per_case", "test_timeouts",
                 "infrastructure_errors", "missing_results", "percent_cases_well_formed",
                 "num_malformed_responses", "stuck_endings", "exhausted_context_windows", "prompt_tokens", "cached_tokens",
                 "completion_tokens", "prefill_tokens_per_s", "decode_tokens_per_s", "model_load_seconds",
@@ -176,9 +183,17 @@ def render_stats(stats: dict[str, Any]) -> Any:
     for i in range(1, tries + 1):
         langs.add_column(f"pass_rate_{i}", justify="right")
     langs.add_column("errors", justify="right")
-    langs.add_column("s/case", justify="right")
+    langs.add_column("agent s/case", justify="right")
     for lang, block in stats.get("per_language", {}).items():
         langs.add_row(lang, str(block["cases"]),
                       *[f"{block.get(f'pass_rate_{i}', 0.0):.1f}%" for i in range(1, tries + 1)],
                       str(block["infrastructure_errors"]), f"{block['seconds_per_case']:.1f}")
-    return Group(overall, langs)
+    parts: list[Any] = [overall, langs]
+    errored = stats.get("infrastructure_error_tasks") or []
+    if errored:
+        from rich.text import Text
+
+        lines = [f"{len(errored)} task(s) left out of every rate (infrastructure errors, rerun with --retry-errors):"]
+        lines += [f"  {e['id']}: {e['reason']}" for e in errored]
+        parts.append(Text("\n".join(lines)))
+    return Group(*parts)

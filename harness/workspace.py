@@ -5,10 +5,12 @@ editor files). It never holds ``.meta/`` (the reference solution), ``.docs/`` or
 ``.approaches/``. By default (Aider's protocol) it holds no test files either; with
 ``visible_tests`` they are copied in read-only.
 
-Before every test run ``restore_tests`` copies every test file in fresh from the dataset,
-so an agent's edits to tests cannot help. After the run, when tests are hidden,
-``strip_tests`` removes them and the build outputs again, so the next try sees only the
-solution and build files.
+The tests never run in the workspace: each test run gets a pristine copy of the exercise
+from the dataset onto which only the files the language carries (``carried_files``, from
+``Language.carry`` in ``localcode.harness.languages``) are copied. ``write_refusal`` is the
+same rule as the file tools see it: a write that the test run would not use is refused
+with a message saying why. ``workspace_changes`` lists what the agent created, changed and
+deleted against the exercise's starting files.
 
 Workspaces live under the sandbox root (``<run_dir>/workspaces/<lang>/<name>``) so one
 bind mount serves a whole run.
@@ -21,6 +23,8 @@ import shutil
 import stat
 import sys
 from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, Field
 
 from localcode.harness.dataset import Exercise
 
@@ -49,6 +53,83 @@ def is_protected(exercise: Exercise, rel: str | Path) -> bool:
     """True when the workspace-relative path ``rel`` is protected (see ``protected_paths``)."""
     norm = PurePosixPath(os.path.normpath(PurePosixPath(rel).as_posix())).as_posix()
     return norm in protected_paths(exercise)
+
+
+def is_carried(exercise: Exercise, rel: str) -> bool:
+    """True when the workspace file ``rel`` is carried into the test run.
+
+    A file is carried when the language's table (``Language.carry``) says so, or when the
+    exercise lists it as a solution file and it has the form of a source file of the
+    language (so Rust's listed ``Cargo.toml`` is not carried).
+    """
+    from localcode.harness.languages import LANGUAGES, _glob
+
+    language = LANGUAGES.get(exercise.language)
+    if language is None:
+        return False
+    rel = PurePosixPath(os.path.normpath(PurePosixPath(rel).as_posix())).as_posix()
+    if rel in exercise.hidden_files:
+        return False
+    if language.carries(rel):
+        return True
+    return rel in exercise.solution_files and any(_glob(p).fullmatch(rel) for p in language.carry)
+
+
+def write_refusal(exercise: Exercise, rel: str) -> str | None:
+    """Why the agent may not write the workspace path ``rel`` (None: it may).
+
+    Test files are refused as protected; every other path the test run would not use
+    (build and test configuration, files outside the solution's source folders) is refused
+    with the language's rule, so the model learns it before it relies on such a file.
+    """
+    from localcode.harness.languages import LANGUAGES
+
+    norm = PurePosixPath(os.path.normpath(PurePosixPath(rel).as_posix())).as_posix()
+    if norm in protected_paths(exercise):
+        return f"'{norm}' is a protected file (a test file) and cannot be changed; change the solution instead"
+    if is_carried(exercise, norm):
+        return None
+    language = LANGUAGES.get(exercise.language)
+    rule = language.carry_rule if language else "the solution files"
+    files = ", ".join(f for f in exercise.solution_files if is_carried(exercise, f))
+    return (f"'{norm}' would not be used by the test run, which takes only {rule}; "
+            f"the tests run with the exercise's own configuration. Write the solution in {files}")
+
+
+class WorkspaceChanges(BaseModel):
+    """What the agent did to its workspace, against the exercise's starting files."""
+
+    created: list[str] = Field(default_factory=list)
+    """Files the workspace did not start with."""
+    changed: list[str] = Field(default_factory=list)
+    """Starting files with other content now."""
+    deleted: list[str] = Field(default_factory=list)
+    """Starting files that are gone."""
+    carried: list[str] = Field(default_factory=list)
+    """Workspace files copied into the test run (changed or not)."""
+    not_carried: list[str] = Field(default_factory=list)
+    """Created or changed files that the test run does not use."""
+
+
+def workspace_changes(exercise: Exercise, workspace: Path) -> WorkspaceChanges:
+    """Compare ``workspace`` with the exercise's starting files and apply the carry rule."""
+    workspace = Path(workspace)
+    start = set(exercise.workspace_files)
+    tests = set(exercise.hidden_files)
+    now = [rel for rel in listing(workspace) if rel not in tests]
+    out = WorkspaceChanges()
+    for rel in now:
+        if rel not in start:
+            out.created.append(rel)
+        elif (workspace / rel).read_bytes() != (exercise.path / rel).read_bytes():
+            out.changed.append(rel)
+        if is_carried(exercise, rel) and not (workspace / rel).is_symlink():
+            out.carried.append(rel)
+    present = set(now)
+    out.deleted = sorted(rel for rel in start if rel not in present)
+    carried = set(out.carried)
+    out.not_carried = [rel for rel in [*out.created, *out.changed] if rel not in carried]
+    return out
 
 
 def _copy(src: Path, dest: Path, mode: int | None = None) -> None:

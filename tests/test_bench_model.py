@@ -167,7 +167,8 @@ def test_demo_gguf_bench_end_to_end(tmp_path, demo_gguf):
     assert stats["model_load_seconds"] > 0 and stats["peak_memory_mb"] > 200
     assert 0 <= stats["percent_cases_well_formed"] <= 100
     assert set(stats["per_language"]) == {"cpp", "go", "java", "javascript", "python", "rust"}
-    assert stats["seconds_per_case"] > stats["test_seconds_per_case"] > 0
+    # Aider's seconds_per_case is the model's time; the test runs are beside it
+    assert stats["total_seconds_per_case"] >= stats["seconds_per_case"] > 0 and stats["test_seconds_per_case"] > 0
     saved = json.loads((run_dir / "stats.json").read_text())
     assert saved["pass_rate_2"] == stats["pass_rate_2"]
     entry = yaml.safe_load((run_dir / "stats.yaml").read_text())[0]

@@ -78,7 +78,8 @@ def _results(run_dir: Path) -> dict[str, dict]:
         path = run_dir / tid / "result.json"
         assert path.is_file(), f"no result for {tid}"
         out[tid] = json.loads(path.read_text())
-        assert (run_dir / tid / ".aider.results.json").is_file()
+        lang, name = tid.split("/")
+        assert (run_dir / lang / "exercises" / "practice" / name / ".aider.results.json").is_file()
     return out
 
 

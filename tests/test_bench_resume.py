@@ -71,7 +71,8 @@ def assert_results_valid(run_dir: Path) -> dict[str, TaskResult]:
         json.loads(text)  # complete JSON, not a truncated write
         r = TaskResult.model_validate_json(text)
         assert r.id == tid and r.finished_at and r.tries, (tid, text[:300])
-        aider = json.loads((path.parent / AIDER_RESULT_FILE).read_text())
+        language, name = tid.split("/", 1)
+        aider = json.loads((run_dir / language / "exercises" / "practice" / name / AIDER_RESULT_FILE).read_text())
         assert aider["tests_outcomes"] == r.outcomes, tid
         out[tid] = r
     return out

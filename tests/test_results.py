@@ -149,7 +149,8 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch)
 
 def test_schema_round_trip_and_derived_fields(tmp_path):
     r = TaskResult(id="python/x", language="python", name="x", agent="a", max_tries=2, tries=[
-        TryResult(index=1, passed=False, timed_out=True, test_duration_s=2, agent_duration_s=3,
+        TryResult(index=1, passed=False, timed_out=True, test_duration_s=2, agent_duration_s=3, syntax_errors=2,
+                  indentation_errors=1,
                   usage=AgentUsage(prompt_tokens=5, tool_calls={"edit": 2}, tool_errors={"edit": 1})),
         TryResult(index=2, passed=True, test_duration_s=1, agent_duration_s=4,
                   usage=AgentUsage(prompt_tokens=7, malformed_responses=1, tool_calls={"edit": 1, "read": 3})),
@@ -161,7 +162,11 @@ def test_schema_round_trip_and_derived_fields(tmp_path):
     assert back.outcomes == [False, True] and back.passed and back.passed_on_try == 2
     assert back.usage.prompt_tokens == 12 and back.usage.tool_calls == {"edit": 3, "read": 3}
     assert back.test_timeouts == 1 and back.agent_duration_s == 7
-    aider = json.loads((tmp_path / "python" / "x" / ".aider.results.json").read_text())
+    # where Aider's own --stats globs: */exercises/practice/*/.aider.results.json
+    aider_file = tmp_path / "python" / "exercises" / "practice" / "x" / ".aider.results.json"
+    assert list(tmp_path.glob("*/exercises/practice/*/.aider.results.json")) == [aider_file]
+    aider = json.loads(aider_file.read_text())
+    assert aider["testdir"] == str(aider_file.parent)
     for key in ("testdir", "testcase", "model", "edit_format", "tests_outcomes", "cost", "duration",
                 "test_timeouts", "num_error_outputs", "num_malformed_responses", "syntax_errors",
                 "indentation_errors", "lazy_comments", "chat_hashes", "num_user_asks",
@@ -169,6 +174,20 @@ def test_schema_round_trip_and_derived_fields(tmp_path):
         assert key in aider
     assert aider["tests_outcomes"] == [False, True]
     assert aider["test_timeouts"] == 1 and aider["num_error_outputs"] == 1 and aider["num_malformed_responses"] == 1
+    # Aider's duration is the model's time; its syntax/indentation counts come from the test output
+    assert aider["duration"] == 7 and aider["syntax_errors"] == 2 and aider["indentation_errors"] == 1
+
+
+def test_an_infrastructure_error_has_no_aider_result(tmp_path):
+    store = ResultStore(tmp_path)
+    ok = TaskResult(id="python/x", language="python", name="x", agent="a", max_tries=1,
+                    tries=[TryResult(index=1, passed=True)])
+    store.write(ok)
+    aider_file = store.aider_dir("python/x") / ".aider.results.json"
+    assert aider_file.is_file()
+    store.write(ok.model_copy(update={"error": "test run failed: SandboxError: container gone"}))
+    # Aider counts a results file as a completed case: an excluded task must have none
+    assert not aider_file.exists() and aider_file.parent.is_dir()
 
 
 def test_unreadable_result_counts_as_missing(tmp_path):
@@ -190,8 +209,8 @@ def test_oracle_passes_none_fails_with_prompts_and_tries(tmp_path, exercises):
     runner = FakeRunner()
     results = {r.id: r for r in _bench(tmp_path / "o", OracleSolver(), runner, exercises)}
     assert all(r.passed and r.passed_on_try == 1 and len(r.tries) == 1 for r in results.values())
-    # the tests were in place for every run (hidden files restored before the runner ran)
-    assert all(runner.seen_tests.values()) and len(runner.seen_tests) == len(exercises)
+    # the workspace never holds the tests: the runner tests a pristine copy of the exercise
+    assert not any(runner.seen_tests.values()) and len(runner.seen_tests) == len(exercises)
     runner = FakeRunner()
     results = {r.id: r for r in _bench(tmp_path / "n", NoneSolver(), runner, exercises)}
     assert all(not r.passed and r.outcomes == [False, False] and r.error is None for r in results.values())
@@ -210,6 +229,8 @@ def test_second_try_sees_test_output_and_pass_accounting(tmp_path, exercises):
         assert p1 == first_prompt(ex)
         assert p2.startswith("FAILED test_one\nAssertionError: 1 != 2")
         assert "The tests are correct, don't try and change them." in p2
+    # try 1 of a task has no syntax errors counted unless its output shows some
+    assert all(t.syntax_errors == 0 for r in results for t in r.tries)
     assert sorted(solver.closed) == sorted(IDS)  # one session per task, closed once
     stats = compute_stats(results, tries=2)
     assert stats["pass_rate_1"] == 0.0 and stats["pass_rate_2"] == 100.0
@@ -258,22 +279,57 @@ def test_solver_exception_is_an_error_and_the_run_goes_on(tmp_path, exercises):
 
 
 def test_report_error_ends_task_without_test(tmp_path, exercises):
-    class Overflow(NoneSolver):
-        name = "overflow"
+    class Crashed(NoneSolver):
+        name = "crashed"
 
         def start(self, exercise, workspace):
             class S:
                 def attempt(self, prompt, try_index, deadline):
-                    return AttemptReport(error="context window exceeded", usage=AgentUsage(exhausted_context_windows=1))
+                    return AttemptReport(error="model error: the backend crashed", stop_reason="model_error")
 
                 def close(self):
                     pass
             return S()
 
     runner = FakeRunner()
-    results = _bench(tmp_path, Overflow(), runner, exercises[:1])
-    assert runner.calls == [] and results[0].error == "context window exceeded"
-    assert results[0].usage.exhausted_context_windows == 1
+    results = _bench(tmp_path, Crashed(), runner, exercises[:1])
+    assert runner.calls == [] and results[0].error == "model error: the backend crashed"
+    stats = compute_stats(results, tries=2)
+    assert stats["completed_tests"] == 0 and stats["infrastructure_errors"] == 1
+    assert stats["infrastructure_error_tasks"] == [{"id": exercises[0].id, "reason": "model error: the backend crashed"}]
+
+
+def test_model_failures_are_failed_cases_whose_tests_run(tmp_path, exercises):
+    """Overflow, a generation timeout, malformed-output exhaustion, max turns: the tests run on
+    what was written and the task counts in every denominator (Aider's accounting)."""
+    endings = ["context_exceeded", "request_timeout", "format_errors", "max_turns"]
+
+    class Failing(OracleSolver):
+        name = "failing"
+
+        def start(self, exercise, workspace):
+            inner = super().start(exercise, workspace)
+            ending = endings[IDS.index(exercise.id)]
+
+            class S:
+                def attempt(self, prompt, try_index, deadline):
+                    if exercise.id == IDS[0]:  # the first writes the reference solution, then overflows
+                        inner.attempt(prompt, try_index, deadline)
+                    usage = AgentUsage(exhausted_context_windows=int(ending == "context_exceeded"))
+                    return AttemptReport(stop_reason=ending, usage=usage)
+
+                def close(self):
+                    pass
+            return S()
+
+    runner = FakeRunner()
+    results = {r.id: r for r in _bench(tmp_path, Failing(), runner, exercises, tries=2)}
+    assert sorted(runner.calls) == sorted(IDS + IDS[1:])  # every try was tested
+    assert all(r.error is None for r in results.values())
+    assert results[IDS[0]].passed and [t.stop_reason for t in results[IDS[0]].tries] == ["context_exceeded"]
+    stats = compute_stats(results.values(), tries=2)
+    assert stats["test_cases"] == 4 and stats["completed_tests"] == 4 and stats["pass_rate_2"] == 25.0
+    assert stats["exhausted_context_windows"] == 1 and stats["infrastructure_errors"] == 0
 
 
 def test_interrupt_leaves_finished_results_and_no_partial_ones(tmp_path, exercises):

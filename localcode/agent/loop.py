@@ -261,7 +261,7 @@ class _Agent:
                 if self.deadline is not None and now >= self.deadline:
                     raise LimitReached("time_limit", "deadline passed during generation")
                 if request_deadline is not None and now >= request_deadline:
-                    raise ModelFailed("model_error", f"generation exceeded request_timeout "
+                    raise ModelFailed("request_timeout", f"generation exceeded request_timeout "
                                                      f"({self.config.request_timeout}s)")
         finally:
             close = getattr(stream, "close", None)

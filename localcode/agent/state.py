@@ -29,7 +29,8 @@ EndReason = Literal[
     "token_budget",      # config.max_total_tokens were used
     "context_exceeded",  # the prompt no longer fits the context window, even shortened
     "format_errors",     # more than max_format_retries malformed responses in a row
-    "model_error",       # the backend failed (ModelError) or a generation exceeded request_timeout
+    "model_error",       # the backend failed (ModelError): the model could not run
+    "request_timeout",   # one generation exceeded config.request_timeout (the model's doing)
     "cancelled",         # the caller's cancel event was set, or Ctrl-C
     "stuck",             # the model repeated the same failing call (loop.STUCK_REPEATS times)
 ]

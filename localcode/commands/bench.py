@@ -78,6 +78,21 @@ def find_run_dir(runs: Path, key: dict[str, Any], retry_errors: bool) -> Path | 
     return None
 
 
+def check_same_experiment(run_dir: Path, previous: Any, info: Any) -> None:
+    """Refuse to continue ``run_dir`` when the rerun's experiment differs from the run's
+    (agent config, model file, dataset content, test image, localcode version).
+
+    Raises:
+        ConfigError: one line naming what changed and what to do.
+    """
+    changes = previous.identity_changes(info)
+    if changes:
+        raise ConfigError(
+            f"{run_dir} was run with a different experiment ({'; '.join(changes)}): "
+            "continuing would mix two configurations in one run; pass --new to start afresh"
+        )
+
+
 class _Progress:
     """A rich progress bar on stderr: task and try, ETA, running pass rates, decode tokens/s."""
 
@@ -223,9 +238,11 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
     """Benchmark an agent on the Aider polyglot exercises.
 
     Each selected exercise gets a fresh workspace with the solution stubs and build files
-    (no tests, no reference solution). The agent works on it, then the tests are copied in
-    fresh and run in the sandbox; a failing try is followed by another (up to --tries) that
-    sees the test output. Choose exercises with -k, -l, --all, --full and/or -n; with none
+    (no tests, no reference solution). The agent works on it, then the tests run in the
+    sandbox on a pristine copy of the exercise plus the solution's source files (never a
+    build or test configuration from the workspace); a pass needs exit 0 and the test
+    framework's report of tests run, none failed. A failing try is followed by another
+    (up to --tries) that sees the whole test output, as in Aider. Choose exercises with -k, -l, --all, --full and/or -n; with none
     of them nothing runs.
 
     \b
@@ -236,8 +253,10 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
     \b
     Resuming: running the same command again continues the newest run with the same
     agent, selection, tries, protocol, sandbox, timeout and dataset that still has tasks
-    without a result (use --new for a fresh run). Tasks with a result are skipped; tasks
-    that ended in an infrastructure error are rerun only with --retry-errors.
+    without a result (use --new for a fresh run). A run made with another agent config,
+    model file, dataset content, test image or localcode version is not continued: the
+    command stops with one line naming what changed. Tasks with a result are skipped;
+    tasks that ended in an infrastructure error are rerun only with --retry-errors.
 
     \b
     Sweep: several --agent (or --sweep FILE) run one after the other over the same
@@ -263,7 +282,14 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
         return _sweep(ctx, entries)
     agent, agent_args = entries[0].agent, _join_args(agent_args, entries[0].agent_args)
     from localcode import paths
-    from localcode.harness.bench import BenchOptions, BenchRunner, agent_overrides, check_agent, make_solver
+    from localcode.harness.bench import (
+        BenchOptions,
+        BenchRunner,
+        agent_config_hash,
+        agent_overrides,
+        check_agent,
+        make_solver,
+    )
     from localcode.harness.dataset import dataset_identity, load_dataset, resolve_dataset_dir
     from localcode.harness.results import DatasetInfo, ResultStore, RunInfo
     from localcode.harness.selection import Selection, SelectionError, select, split_csv
@@ -300,6 +326,7 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
         agent_timeout_s=agent_timeout, jobs=jobs, selection=selection.model_dump(),
         task_ids=[e.id for e in chosen], **facts,
     )
+    info.agent_config_sha256 = agent_config_hash(agent, overrides, seed)
     if from_run is not None:
         info.selection.update(from_run=str(from_dir), failed=failed)
     if repeat > 1:
@@ -320,6 +347,7 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
                 f"{run_dir} holds a different run (agent, selection, tries, protocol, sandbox, timeout or "
                 "dataset differ): pick another --run-name/--results-dir, or pass --new"
             )
+        check_same_experiment(run_dir, previous, info)
         info.created_at = previous.created_at
         store.remove_temp_files()  # left by a process killed mid-write
     info.run_name = run_dir.name
@@ -357,12 +385,17 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
             box, image_id = open_sandbox(sandbox, store.workspaces_dir, ca_bundle=ca_bundle, image=image)
             stack.callback(box.close)
             info.image_id = image_id
+            if previous is not None:
+                check_same_experiment(run_dir, previous, info)
             # The model loads once, after the sandbox is up (a Docker problem shows in seconds).
             solver = _solver(ctx, stack, agent, overrides, seed, agent_log)
             if hasattr(solver, "bind"):
                 solver.bind(box, run_dir)
             info.agent_info = solver.info()
             info.model = str(info.agent_info.get("model", {}).get("model") or agent)
+            info.model_sha256 = (info.agent_info.get("model") or {}).get("sha256")
+            if previous is not None:
+                check_same_experiment(run_dir, previous, info)
             store.write_run_info(info)
             from localcode.harness.runner import TestRunner
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -73,6 +74,10 @@ class ToolContext:
     protected: frozenset[str] = frozenset()
     """Workspace-relative POSIX paths that may not be written, edited, patched or deleted
     (a benchmark's test files). A protected directory protects everything below it."""
+    write_policy: Callable[[str], str | None] | None = None
+    """Called with the workspace-relative path of every write, edit, patch, move or delete;
+    a returned text refuses it (the model sees ``error: <text>``). A benchmark passes its
+    carry rule (``localcode.harness.workspace.write_refusal``); ``solve`` passes none."""
     sandbox: Any = None
     """A ``localcode.harness.sandbox.Sandbox`` where ``shell`` runs (a benchmark), or None:
     then ``shell`` runs on the host in ``workspace`` when ``shell_enabled``."""

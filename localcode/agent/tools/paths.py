@@ -10,7 +10,8 @@ The rules, each refused with a ``ToolError`` the model sees:
 - devices, FIFOs and sockets (never opened: reading a FIFO would block forever);
 - files larger than ``ToolContext.max_read_bytes`` and content larger than
   ``max_write_bytes``;
-- writes to protected paths (a benchmark's test files).
+- writes to protected paths (a benchmark's test files), and writes the context's
+  ``write_policy`` refuses (in a benchmark: files the test run would not use).
 
 Writes are atomic: a temp file in the target's (resolved) folder, then ``os.replace``.
 
@@ -101,6 +102,10 @@ def check_writable(ctx: ToolContext, path: Path, *, size: int | None = None) -> 
         raise ToolError("cannot write the workspace root; give a file path")
     if is_protected(ctx, rel):
         raise ToolError(f"'{rel}' is a protected file (a test file) and cannot be changed; change the solution instead")
+    if ctx.write_policy is not None:
+        refusal = ctx.write_policy(rel)
+        if refusal:
+            raise ToolError(refusal)
     if path.is_dir():
         raise ToolError(f"'{rel}' is a folder; give a file path")
     if size is not None and size > ctx.max_write_bytes:
