@@ -292,8 +292,8 @@ def test_errors_are_one_line(tmp_path):
 
 
 def test_report_help_imports_nothing_heavy(tmp_path):
-    heavy = ("llama_cpp", "docker", "fastapi", "matplotlib", "jinja2", "yaml", "localcode.harness.report",
-             "localcode.harness.stats")
+    heavy = ("llama_cpp", "docker", "fastapi", "matplotlib", "numpy", "playwright", "localcode.harness.report",
+             "localcode.harness.report_html", "localcode.harness.compare")
     code = ("import sys\nfrom localcode.cli import main\n"
             "try:\n    main(['report', '--help'])\nexcept SystemExit:\n    pass\n"
             f"print([m for m in {heavy!r} if m in sys.modules])")
