@@ -396,3 +396,18 @@ def test_find_run_dir_resumes_only_matching_incomplete_runs(tmp_path):
                            error="boom" if tid == "python/y" else None))
     assert find_run_dir(runs, key, retry_errors=False) is None  # complete: a rerun starts a new run
     assert find_run_dir(runs, key, retry_errors=True) == a.run_dir
+
+
+def test_infrastructure_errors_are_listed_under_the_table(tmp_path, exercises):
+    from rich.console import Console
+
+    from localcode.harness.stats import render_stats
+
+    _bench(tmp_path, OracleSolver(), FakeRunner(fail_ids={"go/bowling"}), exercises)
+    stats = compute_stats(ResultStore(tmp_path).results(), tries=2)
+    console = Console(record=True, width=160)
+    console.print(render_stats(stats))
+    text = console.export_text()
+    assert "1 task(s) left out of every rate" in text
+    assert "go/bowling: test run failed: RuntimeError: docker exec failed: container gone" in text
+    assert stats["test_cases"] == 3 and stats["total_tests"] == 4
