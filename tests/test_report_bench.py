@@ -109,6 +109,19 @@ def test_report_agrees_with_bench_and_reruns_failed(tmp_path, scripted, capsys):
     assert [x["stop_reason"] for x in tasks["python/wordy"]["tries"]] == ["finished", "finished"]
     assert tasks["python/transpose"]["turns"] == 2 and tasks["python/bowling"]["tokens"] > 0
     assert block["pass_at"]["2"]["k"] == 2 and block["pass_at"]["2"]["n"] == 3
+    # the page's drill-down data is read from the real try logs
+    from localcode.harness.report import load_runs
+    from localcode.harness.report_html import conversations
+
+    (run,) = load_runs([run_dir])[0]
+    wordy = conversations(run)["python/wordy"]
+    assert [t["index"] for t in wordy] == [1, 2] and wordy[1]["passed"] and not wordy[0]["passed"]
+    kinds = [e["kind"] for e in wordy[1]["events"]]
+    assert kinds[0] == "session_start" and kinds[-1] == "end" and "tool_result" in kinds
+    assert wordy[0]["events"][0]["task"].startswith("# Instructions") and wordy[1]["events"][0]["continued"]
+    calls = [c["name"] for e in wordy[1]["events"] if e["kind"] == "response" for c in e["tool_calls"]]
+    assert calls[:1] == ["write"] and calls[-1] == "finish"
+    assert wordy[0]["test_output"] and wordy[1]["test_command"]
     # the YAML entry is bench's stats.yaml entry
     assert run_cli(["report", "r", "--yaml", "-q"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load((run_dir / "stats.yaml").read_text())
