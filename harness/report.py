@@ -595,8 +595,8 @@ def render_rich(report: dict[str, Any], runs: list[Run]) -> Any:
         t = b["time"]
         time_table.add_row(b["label"], *[str(t[k]) for k in (
             "total_seconds_per_case", "prefill_seconds_per_case", "decode_seconds_per_case",
-            "tools_seconds_per_case", "other_seconds_per_case", "test_seconds_per_case", "prefill_tokens_per_s", "decode_tokens_per_s",
-            "cached_token_share")])
+            "tools_seconds_per_case", "other_seconds_per_case", "test_seconds_per_case", "prefill_tokens_per_s",
+            "decode_tokens_per_s", "cached_token_share")])
     parts.append(time_table)
     if report["pairs"]:
         pairs = Table(title="paired tests on common tasks (exact McNemar)")

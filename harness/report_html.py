@@ -10,7 +10,6 @@ JSON in the page. Nothing is fetched when the page opens (it works from ``file:/
 from __future__ import annotations
 
 import io
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,9 @@ _EVENT_FIELDS = {
 
 def _clip(value: Any) -> Any:
     if isinstance(value, str):
-        return value if len(value) <= EVENT_TEXT_CAP else value[:EVENT_TEXT_CAP] + f"... [{len(value) - EVENT_TEXT_CAP} more]"
+        if len(value) <= EVENT_TEXT_CAP:
+            return value
+        return value[:EVENT_TEXT_CAP] + f"... [{len(value) - EVENT_TEXT_CAP} more]"
     if isinstance(value, list):
         return [_clip(v) for v in value]
     if isinstance(value, dict):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from localcode.harness import compare
-from localcode.harness.report import build_report, load_runs, resolve_run_dirs, to_markdown, to_yaml
+from localcode.harness.report import build_report, load_runs, resolve_run_dirs, to_markdown
 from report_util import (
     AGENT_S,
     CACHED_TOKENS,

@@ -11,7 +11,8 @@ import click
 @click.command("report")
 @click.argument("runs", nargs=-1, required=True, metavar="RUN...")
 @click.option("--json", "as_json", is_flag=True, help="The whole report as JSON on stdout.")
-@click.option("--markdown", "as_markdown", is_flag=True, help="The report as Markdown on stdout (for a README or a PR).")
+@click.option("--markdown", "as_markdown", is_flag=True,
+              help="The report as Markdown on stdout (for a README or a PR).")
 @click.option("--yaml", "as_yaml", is_flag=True,
               help="One entry per run in the format of Aider's leaderboard YAML, on stdout.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
