@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localcode import paths
+from localcode import interrupt, paths
 from localcode.backends.base import (
     ChatOptions,
     ChatResult,
@@ -220,6 +220,9 @@ class LlamaCppChatModel:
         load_seconds = time.perf_counter() - t0
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._llama_cpp = llama_cpp
+        # Kept referenced: llama.cpp holds only the C pointer. A NULL one turns the callback off.
+        self._abort_on = llama_cpp.ggml_abort_callback(interrupt.abort_callback)
+        self._abort_off = llama_cpp.ggml_abort_callback()
         meta = dict(self._llm.metadata)
         self.metadata = meta
         self._bos = self._token_text(self._llm.token_bos())
@@ -540,11 +543,7 @@ class LlamaCppChatModel:
         t0 = time.perf_counter()
         self._truncate(keep)
         if new_tokens:
-            try:
-                self._llm.eval(new_tokens)
-            except Exception as e:  # llama.cpp decode failure (out of memory, bad batch)
-                self._clear_kv()
-                raise ModelError(f"prompt evaluation failed: {e}") from None
+            self._eval_prompt(new_tokens)
         prompt_ms = (time.perf_counter() - t0) * 1000.0
         self._held = None
 
@@ -565,6 +564,8 @@ class LlamaCppChatModel:
         held_text: str | None = None
         try:
             while n_gen < max_tokens:
+                if interrupt.requested():  # serve's generation thread: no KeyboardInterrupt arrives there
+                    raise KeyboardInterrupt
                 token = sampler.sample(self._llm._ctx, -1)
                 n_gen += 1
                 if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -719,6 +720,27 @@ class LlamaCppChatModel:
 
     def _eval_one(self, token: int) -> None:
         self._llm.eval([token])
+
+    def _eval_prompt(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens`` after the cache. Ctrl-C stops it within one graph node.
+
+        The abort callback (``localcode.interrupt``) is on only here: llama.cpp calls it after
+        every graph node, nothing next to a prompt batch but a measurable share of one decoded
+        token. Batches evaluated before the stop stay in the cache for the next prompt.
+        """
+        log.debug("evaluating %d prompt tokens after %d cached", len(tokens), self._llm.n_tokens)
+        ctx = self._llm._ctx.ctx
+        self._llama_cpp.llama_set_abort_callback(ctx, self._abort_on, None)
+        try:
+            self._llm.eval(tokens)
+        except BaseException as e:
+            self._held = None
+            if isinstance(e, KeyboardInterrupt) or interrupt.requested():
+                raise KeyboardInterrupt from None  # llama_decode returned 2: aborted
+            self._clear_kv()  # llama.cpp decode failure (out of memory, bad batch)
+            raise ModelError(f"prompt evaluation failed: {e}") from None
+        finally:
+            self._llama_cpp.llama_set_abort_callback(ctx, self._abort_off, None)
 
     # ---------------------------------------------------------------- sampling
 

@@ -184,6 +184,8 @@ class LocalSandbox(Sandbox):
         self._cache_dir = Path(cache_dir) if cache_dir else paths.cache_dir() / "local-sandbox"
         self._kill_grace_s = kill_grace_s
         self._closed = False
+        self._live: set[int] = set()
+        """Process groups of the commands running now (killed by ``close``)."""
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
         env = dict(os.environ)
@@ -229,20 +231,25 @@ class LocalSandbox(Sandbox):
         return result.model_copy(update={"output": output})
 
     def _run(self, argv: list[str], timeout: float, cwd: Path, env: dict[str, str]) -> ExecResult:
-        return run_process_group(argv, timeout, cwd, env, kill_grace_s=self._kill_grace_s)
+        return run_process_group(argv, timeout, cwd, env, kill_grace_s=self._kill_grace_s, live=self._live)
 
     def close(self) -> None:
-        """Nothing to release; later ``exec`` calls raise ``SandboxError``."""
+        """Kill the process groups of commands still running (their ``exec`` returns at once, e.g.
+        after Ctrl-C); later ``exec`` calls raise ``SandboxError``. Idempotent; never raises."""
         self._closed = True
+        for pgid in list(self._live):
+            _killpg(pgid, signal.SIGKILL)
 
 
 def run_process_group(argv: list[str], timeout: float, cwd: Path, env: dict[str, str], *,
-                      kill_grace_s: float = 2.0, output_limit: int | None = None) -> ExecResult:
+                      kill_grace_s: float = 2.0, output_limit: int | None = None,
+                      live: set[int] | None = None) -> ExecResult:
     """Run ``argv`` on this machine in a process group of its own; stdout and stderr interleaved.
 
     At ``timeout`` the group gets SIGTERM, then SIGKILL after ``kill_grace_s``; on every path
-    whatever the command left running in the background is killed too (it would hold the
-    output pipe open and outlive the caller).
+    (Ctrl-C included) whatever the command left running in the background is killed too (it
+    would hold the output pipe open and outlive the caller). ``live`` holds the group's id
+    while it runs, so another thread can kill it.
     """
     buffer = OutputBuffer() if output_limit is None else OutputBuffer(output_limit)
     start = time.monotonic()
@@ -257,6 +264,8 @@ def run_process_group(argv: list[str], timeout: float, cwd: Path, env: dict[str,
     )
     assert proc.stdout is not None
     stream = proc.stdout
+    if live is not None:
+        live.add(proc.pid)
 
     def pump() -> None:
         for chunk in iter(lambda: stream.read1(65536), b""):
@@ -277,6 +286,8 @@ def run_process_group(argv: list[str], timeout: float, cwd: Path, env: dict[str,
     finally:
         _killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if live is not None:
+            live.discard(proc.pid)
     duration = time.monotonic() - start
     reader.join(timeout=5)
     stream.close()

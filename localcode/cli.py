@@ -4,7 +4,7 @@ Subcommands live in ``localcode.commands.<name>`` and are imported only when use
 ``localcode --help`` stays fast: no llama_cpp, docker or fastapi at start-up.
 
 Exit codes: 0 ok, 1 error (a ``LocalcodeError``: one line saying what to do), 2 usage,
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C; a second Ctrl-C exits at once, see ``localcode.interrupt``).
 """
 
 from __future__ import annotations
@@ -68,9 +68,13 @@ def cli(verbose: int, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
+    from localcode import interrupt
+
     try:
-        # Without standalone mode click returns the code of a ``ctx.exit(code)`` instead of exiting.
-        code = cli.main(args=argv, prog_name="localcode", standalone_mode=False)
+        # Ctrl-C: the first stops what runs (native work included) and unwinds, a second exits at once.
+        with interrupt.handling():
+            # Without standalone mode click returns the code of a ``ctx.exit(code)`` instead of exiting.
+            code = cli.main(args=argv, prog_name="localcode", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -110,7 +110,8 @@ class AgentConfig(_Strict):
     """Model name sent to an HTTP endpoint; informational for in-process backends."""
     url: str | None = None
     """OpenAI-compatible endpoint (``http://host:port/v1``) for the HTTP backend: used when
-    ``server_config`` names no model file (or ``server_type`` is ``openai``); otherwise the model is loaded
+    ``server_config`` names no model file, when ``server_type`` is ``openai``, or when given on the
+    command line (``--url``); otherwise (the original configs name both) the model is loaded
     in-process and ``url`` is not applicable."""
 
     temperature: float | None = None
@@ -355,8 +356,15 @@ def parse_agent_args(text: str) -> dict[str, Any]:
 
 
 def merge_overrides(cfg: AgentConfig, overrides: dict[str, Any], source: str = "--agent-args") -> AgentConfig:
-    """A new config with ``overrides`` (dotted keys allowed) applied and validated."""
+    """A new config with ``overrides`` (dotted keys allowed) applied and validated.
+
+    A ``url`` given here (``--url``, ``--agent-args url=...``) means "use that server": the HTTP
+    backend, even when the config names a model file (``server_config.server_type`` becomes
+    ``openai`` unless the overrides set it).
+    """
     data = cfg.model_dump()
+    if overrides.get("url") and "server_config.server_type" not in overrides:
+        data["server_config"]["server_type"] = "openai"
     for key, value in overrides.items():
         node = data
         parts = key.split(".")

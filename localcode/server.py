@@ -121,6 +121,8 @@ class Generation:
                     break
                 if ev.kind == "done" or self.forward_deltas:
                     put(self._queue.put_nowait, ev)
+        except KeyboardInterrupt:  # the model stopped for Ctrl-C (``localcode.interrupt``): shutting down
+            put(self._queue.put_nowait, ModelNotReady("the server is shutting down"))
         except BaseException as e:  # handed to the request; a failing model must not kill the worker
             put(self._queue.put_nowait, e)
         finally:

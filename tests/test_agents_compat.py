@@ -145,6 +145,10 @@ def test_original_configs_load_and_their_prompts_resolve(tmp_path: Path, monkeyp
     # It names the server's url and the model: the model is loaded in-process, the url not applicable.
     assert mlx.backend == "mlx" and mlx.tool_choice == "required"
     assert any(n.startswith("url:") for n in mlx.not_applicable())
+    # A url given on the command line (--url) means that server: the HTTP backend.
+    from localcode.config import merge_overrides
+
+    assert merge_overrides(mlx, {"url": "http://127.0.0.1:1236/v1"}, "--url").backend == "http"
     assert mlx.prompt == str(tmp_path / "prompts" / "qwen3-coder-v5-patch-only.txt")
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from localcode.config import BUILTIN_AGENTS, list_agents, load_agent_file
 from localcode.errors import ConfigError
 
 
@@ -29,6 +28,8 @@ def command(as_json: bool, verbose: bool, strict: bool) -> None:
     and the field at fault (and an "error" entry with --json); the exit status stays 0
     unless --strict is given.
     """
+    from localcode.config import BUILTIN_AGENTS, list_agents, load_agent_file
+
     rows: list[dict[str, Any]] = []
     broken: list[dict[str, Any]] = []
     for name, path in list_agents():

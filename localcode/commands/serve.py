@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from localcode.backends.base import ModelInfo
-from localcode.config import AgentConfig
+from localcode import interrupt
 from localcode.errors import ConfigError, LocalcodeError, MissingDependency
+
+if TYPE_CHECKING:  # pydantic models: imported when serve runs, not for --help
+    from localcode.backends.base import ModelInfo
+    from localcode.config import AgentConfig
 
 
 def model_aliases(agent_spec: str, cfg: AgentConfig, info: ModelInfo | None = None) -> list[str]:
@@ -83,10 +88,25 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
         raise ConfigError(f"agent '{agent_spec}' talks to a server at {cfg.url}: serve an agent whose model "
                           "loads in-process (gguf/... or mlx/...)")
     name = served_name or cfg.name
+
+    class Server(uvicorn.Server):
+        """uvicorn's server with localcode's Ctrl-C: the first stops the generation in progress
+        (a prompt evaluation included) and shuts down, a second exits at once."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if sig != signal.SIGINT:
+                super().handle_exit(sig, frame)
+                return
+            if interrupt.requested():
+                click.echo("\ninterrupted again: exiting now", err=True)
+                os._exit(interrupt.EXIT_CODE)
+            interrupt.request()
+            self.should_exit = True
+
     app = create_app(None, name, api_key=api_key, queue_size=queue_size, aliases=model_aliases(agent_spec, cfg),
                      strict_model=strict_model)
     state = app.state.localcode
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=5))
     failure: list[BaseException] = []
 
@@ -116,6 +136,8 @@ def command(agent_spec: str, model_path: Path | None, agent_args: str, host: str
         # A load still running (Ctrl-C while loading) is not waited for: the thread is a daemon.
         if not loader.is_alive() and state.model is not None:
             state.model.close()
+    if interrupt.requested():
+        raise KeyboardInterrupt
     if failure:
         err = failure[0]
         if isinstance(err, LocalcodeError):
