@@ -3,13 +3,17 @@
 One file, no network: the tables are rendered by a jinja2 template shipped with the
 package (``harness/templates/report.html.j2``); the plots are matplotlib figures inlined
 as SVG; the task matrix's sorting and filtering and the drill-down into a task's
-conversation are a few lines of inline JavaScript over the report's data, embedded as
-JSON in the page. Nothing is fetched when the page opens (it works from ``file://``).
+conversation are a few lines of inline JavaScript; the conversations are embedded as
+gzipped JSON in base64 and unpacked by the browser on the first drill-down. Nothing is
+fetched when the page opens (it works from ``file://``).
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -93,6 +97,21 @@ def conversations(run: Run) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def pack(data: Any) -> str:
+    """``data`` as gzipped JSON in base64: the page unpacks it with the browser's DecompressionStream.
+
+    The conversations are most of a page's weight (every try of every task of every run) and
+    compress about tenfold; base64 keeps them inert text inside the HTML.
+    """
+    raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return base64.b64encode(gzip.compress(raw, mtime=0)).decode("ascii")
+
+
+def unpack(text: str) -> Any:
+    """The inverse of ``pack`` (for tests and tools that read a page's data)."""
+    return json.loads(gzip.decompress(base64.b64decode(text)).decode("utf-8"))
+
+
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -153,12 +172,9 @@ def render_html(report: dict[str, Any], runs: list[Run]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     flipped = {f["task"] for f in report["flips"]}
-    page_data = {
-        "labels": [b["label"] for b in report["runs"]],
-        "conversations": {run.label: conversations(run) for run in runs},
-    }
     return env.get_template(TEMPLATE).render(
-        report=report, tries=max_tries(report), plots=plots(report), flipped=flipped, data=page_data,
+        report=report, tries=max_tries(report), plots=plots(report), flipped=flipped,
+        conversations=pack({run.label: conversations(run) for run in runs}),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         languages=sorted({tid.split("/", 1)[0] for tid in report["matrix"]}),
     )

@@ -64,6 +64,21 @@ def test_page_is_self_contained(page_file):
     assert "<script src" not in html and "<link " not in html
     assert "<b>not bold</b>" not in html  # log text is data, never markup
     assert "How often each task was solved (2 tasks)" in html
+    # the conversations travel packed: every try of every task of every run
+    from localcode.harness.report_html import unpack
+
+    packed = html.split('<script id="conversations" type="application/octet-stream">', 1)[1].split("</script>")[0]
+    data = unpack(packed)
+    assert sorted(data) == ["A", "B", "R#1", "R#2"] and sorted(data["A"]) == sorted(RUN_A)
+    assert [t["index"] for t in data["A"]["python/c"]] == [1, 2]
+    assert data["A"]["python/c"][0]["events"][0]["task"].endswith("<b>not bold</b>")
+
+
+def open_drill(page, run: str, task: str) -> None:
+    """Click a matrix cell and wait until its conversation is shown (it is unpacked asynchronously)."""
+    page.locator(f'button.cell[data-run="{run}"][data-task="{task}"]').click()
+    page.wait_for_selector("#drill:not([hidden]) #drill-body .try")
+    page.wait_for_function("t => document.getElementById('drill-title').textContent.startsWith(t)", arg=task)
 
 
 def test_page_in_headless_chromium(page_file):
@@ -115,10 +130,9 @@ def test_page_in_headless_chromium(page_file):
             page.select_option("#outcome-filter", "")
 
             # drill-down: run A's python/c, solved on try 2
-            assert page.locator("#drill").is_hidden()
-            page.locator('button.cell[data-run="A"][data-task="python/c"]').click()
             drill = page.locator("#drill")
-            assert drill.is_visible()
+            assert drill.is_hidden()
+            open_drill(page, "A", "python/c")
             text = drill.inner_text()
             assert "python/c" in text and "try 1: failed" in text and "try 2: passed" in text
             assert "ok: wrote x.py for python/c" in text and "FAILED test_x" in text
@@ -128,7 +142,7 @@ def test_page_in_headless_chromium(page_file):
             page.screenshot(path=str(_artifacts() / "report-drilldown.png"), full_page=False)
             page.click("#drill-close")
             assert drill.is_hidden()
-            page.locator('button.cell[data-run="A"][data-task="go/f"]').click()
+            open_drill(page, "A", "go/f")
             text = drill.inner_text()
             assert "go/f \u2014 A" in text and "stop: stuck" in text
             assert 'stuck: the same failing call 3 times\nread {"path": "missing.py"}' in text
