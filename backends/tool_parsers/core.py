@@ -126,6 +126,32 @@ class StreamBase:
     _finished: ParsedOutput | None
     _buf: str
     """Generated text not yet turned into events."""
+    _started: dict[str, bool]
+    """Whether content / reasoning has begun (leading whitespace is dropped until then)."""
+
+    def _emit(self, kind: str, text: str, events: list[StreamEvent]) -> None:
+        """Add content or reasoning text (merged into the last event of the same kind)."""
+        if not text:
+            return
+        if not self._started[kind]:
+            text = text.lstrip()
+            if not text:
+                return
+            self._started[kind] = True
+        (self._content if kind == "content" else self._reasoning).append(text)
+        if events and events[-1].kind == kind:
+            events[-1] = StreamEvent(kind=kind, text=events[-1].text + text)  # type: ignore[arg-type]
+        else:
+            events.append(StreamEvent(kind=kind, text=text))  # type: ignore[arg-type]
+
+    def _add_calls(self, calls: Sequence[ToolCall], events: list[StreamEvent]) -> None:
+        """Add complete calls, one ``tool_call`` event each."""
+        for call in calls:
+            events.append(
+                StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
+                            arguments=call.arguments)
+            )
+            self._calls.append(call)
 
     def _run(self, events: list[StreamEvent], final: bool = False) -> None:
         raise NotImplementedError
@@ -197,29 +223,6 @@ class StreamParser(StreamBase):
             self._accept = bool
         elif names:
             self._accept = names.__contains__
-
-    # -- emitting
-    def _emit(self, kind: str, text: str, events: list[StreamEvent]) -> None:
-        if not text:
-            return
-        if not self._started[kind]:
-            text = text.lstrip()
-            if not text:
-                return
-            self._started[kind] = True
-        (self._content if kind == "content" else self._reasoning).append(text)
-        if events and events[-1].kind == kind:
-            events[-1] = StreamEvent(kind=kind, text=events[-1].text + text)  # type: ignore[arg-type]
-        else:
-            events.append(StreamEvent(kind=kind, text=text))  # type: ignore[arg-type]
-
-    def _add_calls(self, calls: Sequence[ToolCall], events: list[StreamEvent]) -> None:
-        for call in calls:
-            events.append(
-                StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
-                            arguments=call.arguments)
-            )
-            self._calls.append(call)
 
     def _emit_block(self, block: BlockSpec, raw: str, closed: bool, events: list[StreamEvent],
                     in_reasoning: bool = False) -> None:

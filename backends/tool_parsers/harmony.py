@@ -46,20 +46,6 @@ class HarmonyStream(StreamBase):
         self._started = {"content": False, "reasoning": False}
         self._finished: ParsedOutput | None = None
 
-    def _emit(self, kind: str, text: str, events: list[StreamEvent]) -> None:
-        if not text:
-            return
-        if not self._started[kind]:
-            text = text.lstrip()
-            if not text:
-                return
-            self._started[kind] = True
-        (self._content if kind == "content" else self._reasoning).append(text)
-        if events and events[-1].kind == kind:
-            events[-1] = StreamEvent(kind=kind, text=events[-1].text + text)  # type: ignore[arg-type]
-        else:
-            events.append(StreamEvent(kind=kind, text=text))  # type: ignore[arg-type]
-
     def _open_body(self, header: str) -> None:
         m = _RECIPIENT.search(header)
         ch = _CHANNEL.search(header)
@@ -82,10 +68,7 @@ class HarmonyStream(StreamBase):
         except (ValueError, RecursionError) as e:
             self._malformed.append(MalformedToolCall(raw=raw, error=f"arguments of {name} are not valid JSON: {e}"))
             return
-        call = ToolCall(name=name, arguments=json.dumps(args, ensure_ascii=False))
-        events.append(StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
-                                  arguments=call.arguments))
-        self._calls.append(call)
+        self._add_calls([ToolCall(name=name, arguments=json.dumps(args, ensure_ascii=False))], events)
 
     def _run(self, events: list[StreamEvent], final: bool) -> None:
         while True:
