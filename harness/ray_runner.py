@@ -352,7 +352,7 @@ class ClusterProgress:
 
     def note(self, line: str) -> None:
         """One line above the bars (a worker that failed or died)."""
-        self.console.print(line, markup=False, highlight=False)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line, also in logs
 
     def add_worker(self, worker: _Worker) -> None:
         if self.progress is not None:
@@ -508,14 +508,17 @@ def run_on_cluster(
     show_progress: bool = True,
     max_workers: int | None = None,
     init_kwargs: dict[str, Any] | None = None,
+    before_tasks: Callable[[RunInfo], None] | None = None,
 ) -> ClusterReport:
     """Run ``exercises`` on the Ray cluster at ``address`` (None: a local one), writing into ``store``.
 
     ``run_info`` gets the workers' facts (``agent_info`` of the first worker, with
     ``agent_info["ray"]`` listing every worker, ``image_id``, ``peak_memory_mb``) and is
     written to ``run.json`` once the workers are up and again at the end. ``max_workers``
-    caps the workers started (benchmarks). Raises ``ConfigError`` when no worker can run
-    the agent, and ``KeyboardInterrupt`` after stopping the workers.
+    caps the workers started (benchmarks). ``before_tasks(run_info)`` runs once the workers'
+    facts are in ``run_info`` and before any task starts (the CLI's same-experiment check);
+    what it raises stops the run. Raises ``ConfigError`` when no worker can run the agent,
+    and ``KeyboardInterrupt`` after stopping the workers.
     """
     ray = connect(address, verbose=spec.verbose, init_kwargs=init_kwargs)
     progress = ClusterProgress(total=total if total is not None else len(exercises), prior=prior,
@@ -526,6 +529,8 @@ def run_on_cluster(
         with progress:
             workers = _start_workers(ray, spec, progress, max_workers)
             _record_workers(run_info, workers, address)
+            if before_tasks is not None:
+                before_tasks(run_info)
             store.write_run_info(run_info)
             for w in workers:
                 progress.add_worker(w)
@@ -637,7 +642,8 @@ def _schedule(ray: Any, store: ResultStore, run_info: RunInfo, task_ids: list[st
 def bench_on_ray(address: str | None, *, store: ResultStore, run_info: RunInfo, exercises: Sequence[Exercise],
                  prior: Sequence[TaskResult], total: int, agent: str, overrides: dict[str, Any], seed: int | None,
                  sandbox: str, image: str | None, test_timeout: float, options: BenchOptions,
-                 verbose: bool = False, show_progress: bool = True) -> ClusterReport:
+                 verbose: bool = False, show_progress: bool = True,
+                 before_tasks: Callable[[RunInfo], None] | None = None) -> ClusterReport:
     """``localcode bench --ray``: resolve the agent's config here once, then ``run_on_cluster``.
 
     The dataset identity comes from ``run_info`` (each node must hold the same dataset).
@@ -652,7 +658,7 @@ def bench_on_ray(address: str | None, *, store: ResultStore, run_info: RunInfo, 
                       dataset_identity=(run_info.dataset.commit, run_info.dataset.content_hash),
                       sandbox=sandbox, image=image, test_timeout_s=test_timeout, options=options, verbose=verbose)
     return run_on_cluster(address=address, store=store, run_info=run_info, exercises=exercises, spec=spec,
-                          prior=prior, total=total, show_progress=show_progress)
+                          prior=prior, total=total, show_progress=show_progress, before_tasks=before_tasks)
 
 
 __all__ = ["MAX_WORKER_DEATHS", "WORKER_RESOURCE", "BenchWorker", "ClusterProgress", "ClusterReport", "TaskOutput",
