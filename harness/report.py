@@ -92,10 +92,10 @@ def resolve_run_dirs(specs: list[str] | tuple[str, ...], runs_dir: Path) -> list
     for spec in specs:
         direct = Path(spec).expanduser()
         found: list[Path] = []
-        if direct.is_dir():
-            found = [direct]
-        elif (runs_dir / spec).is_dir():
-            found = [runs_dir / spec]
+        # a run folder here wins over one of that name under the runs dir; then any folder (to say why not)
+        folders = [c for c in (direct, runs_dir / spec) if c.is_dir()]
+        if folders:
+            found = [next((c for c in folders if _is_run(c)), folders[0])]
         elif any(c in spec for c in "*?["):
             hits = glob.glob(str(direct)) + glob.glob(str(runs_dir / spec))
             found = sorted({Path(h) for h in hits if Path(h).is_dir() and _is_run(Path(h))}, key=lambda p: p.name)

@@ -215,13 +215,17 @@ def test_repeats_mean_sd_and_frequency(tmp_path):
     assert "## Repeats: R" in md and "| 2 | 50.0 | 25.0 |" in md
 
 
-def test_resolve_run_specs(tmp_path):
+def test_resolve_run_specs(tmp_path, monkeypatch):
     make_run(tmp_path / "runs" / "2026-a", {"python/a": "1"}, logs=False)
     make_run(tmp_path / "runs" / "2026-b", {"python/a": "fail"}, logs=False)
     (tmp_path / "runs" / "not-a-run").mkdir()
     runs_dir = tmp_path / "runs"
     assert [p.name for p in resolve_run_dirs(["2026-*"], runs_dir)] == ["2026-a", "2026-b"]
     assert [p.name for p in resolve_run_dirs([str(runs_dir / "2026-b"), "2026-a"], runs_dir)] == ["2026-b", "2026-a"]
+    # a folder of the same name in the working directory that is not a run does not hide the run
+    (tmp_path / "2026-a").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run_dirs(["2026-a"], runs_dir) == [(runs_dir / "2026-a").resolve()]
     from localcode.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no run matches 'nope'"):
