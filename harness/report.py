@@ -101,7 +101,7 @@ def resolve_run_dirs(specs: list[str] | tuple[str, ...], runs_dir: Path) -> list
             found = sorted({Path(h) for h in hits if Path(h).is_dir() and _is_run(Path(h))}, key=lambda p: p.name)
         if not found:
             raise ConfigError(f"no run matches {spec!r}: give a run folder, a run name or a glob under {runs_dir} "
-                              f"(the folders there are runs)")
+                              "(each folder there is one run)")
         for path in found:
             if not _is_run(path):
                 raise ConfigError(f"{path} is not a run folder (it has no {RUN_FILE}): give the folder "
