@@ -305,3 +305,14 @@ def test_report_help_imports_nothing_heavy(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "RUN is a run folder" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_html_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    from localcode.errors import MissingDependency
+    from localcode.harness.report_html import render_html
+
+    make_run(tmp_path / "A", {"python/a": "1"}, logs=False)
+    runs, report = _report(tmp_path, "A")
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
+    with pytest.raises(MissingDependency, match=r"pip install 'localcode\[report\]'"):
+        render_html(report, runs)
