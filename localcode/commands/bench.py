@@ -369,12 +369,18 @@ def command(ctx: click.Context, agents: tuple[str, ...], sweep: Path | None, ray
             if previous is None:
                 store.write_run_info(info)
             info.peak_memory_mb = previous.peak_memory_mb if previous else None
+
+            def same_experiment(facts: Any) -> None:  # once the workers know the image and the model
+                facts.model_sha256 = (facts.agent_info.get("model") or {}).get("sha256")
+                if previous is not None:
+                    check_same_experiment(run_dir, previous, facts)
+
             bench_on_ray(None if ray_address == "local" else ray_address, store=store, run_info=info, exercises=todo,
                          prior=prior, total=len(chosen), agent=agent, overrides=overrides, seed=seed,
                          sandbox=sandbox, image=image, test_timeout=test_timeout,
                          options=BenchOptions(tries=tries, jobs=jobs, visible_tests=visible_tests,
                                               agent_timeout_s=agent_timeout),
-                         verbose=agent_log, show_progress=not no_progress)
+                         verbose=agent_log, show_progress=not no_progress, before_tasks=same_experiment)
         elif todo:
             run_dir.mkdir(parents=True, exist_ok=True)
             store.workspaces_dir.mkdir(parents=True, exist_ok=True)
