@@ -10,7 +10,9 @@
    interrupted measurement goes on where it stopped; ``--skip-bench`` only reads them).
 2. Prints, per agent: pass@1, pass@2, seconds per case (agent / tests), prefill and decode
    tokens/s, percent well formed, tool calls and errors per tool, ``stuck`` endings, and the
-   prompt tokens evaluated per task (measured in the run, with saved KV states).
+   prompt tokens evaluated per task (measured in the run, with saved KV states), then for
+   each task that reached try 2 the prefill tokens with and without the saved state
+   (``kv_savings``: "without" from the token prefix the cache would have kept).
 3. ``--replay N`` measures what saving the KV state of each conversation between tries
    (``LlamaCppChatModel.save_conversation``) saves, side by side on one loaded model: for up
    to N tasks of the first agent's run that reached try 2, it evaluates try 1's last request,
@@ -107,6 +109,39 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['agent']}: tool calls (errors) " + ", ".join(f"{t} {n} ({errors.get(t, 0)})" for t, n in calls.items()))
 
 
+def kv_savings(run: Path) -> None:
+    """Per task that reached try 2: prefill tokens evaluated with saved KV states (measured) and without.
+
+    "without" is what the cache would have kept of the conversation had its state not been
+    restored: the common token prefix of the previous task's tokens and this conversation's
+    (the system prompt and tool schemas), recorded by the restore (``kv_state`` event) —
+    computed from the tokens, not timed; ``--replay`` measures it by running both ways.
+    """
+    rows = []
+    for t2 in sorted(run.glob("*/*/try-2.jsonl")):
+        events = [json.loads(line) for line in t2.read_text().splitlines() if line.strip()]
+        kv = next((e for e in events if e.get("kind") == "kv_state"), None)
+        first = next((e for e in events if e.get("kind") == "response"), None)
+        if kv is None or first is None or "kept_without" not in kv:
+            continue
+        result = json.loads((t2.parent / "result.json").read_text()) if (t2.parent / "result.json").exists() else {}
+        total = sum(t.get("usage", {}).get("prompt_eval_tokens", 0) for t in result.get("tries", []))
+        with_n = first["timings"]["prompt_n"]
+        without_n = first["usage"]["prompt_tokens"] - kv["kept_without"]
+        rows.append((f"{t2.parent.parent.name}/{t2.parent.name}", first["usage"]["prompt_tokens"], with_n, without_n,
+                     total, total - with_n + without_n))
+    if not rows:
+        print(f"\nno restored try 2 in {run}")
+        return
+    print(f"\nKV states between tries ({run.name}): try 2's first turn and the task's whole prefill, tokens evaluated")
+    print(f"{'task':<34} {'prompt':>7} {'with':>6} {'without':>8} | {'task with':>9} {'without':>8}")
+    for r in rows:
+        print(f"{r[0]:<34} {r[1]:>7} {r[2]:>6} {r[3]:>8} | {r[4]:>9} {r[5]:>8}")
+    w, wo, tw, two = (sum(r[i] for r in rows) for i in (2, 3, 4, 5))
+    print(f"try-2 first turns: {w} vs {wo} tokens ({wo / max(1, w):.1f}x); per task: {tw / len(rows):.0f} vs "
+          f"{two / len(rows):.0f} ({two / max(1, tw):.2f}x)")
+
+
 def conversations(run: Path) -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]]:
     """(task, try 1's messages, try 2's messages) for each task that reached try 2."""
     out = []
@@ -183,6 +218,8 @@ def main() -> int:
     rows = [summarize(r, args.tries) for r in runs if any(r.glob("*/*/result.json"))]
     if rows:
         print_table(rows)
+    for r in runs:
+        kv_savings(r)
     if args.replay:
         replay(runs[0], args.replay_agent, args.replay)
     return 0

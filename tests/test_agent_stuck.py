@@ -47,20 +47,33 @@ def test_the_same_call_is_recognised_however_its_json_is_written(tmp_path: Path)
     assert run_agent(model, config(), "t", context(tmp_path)).reason == "stuck"
 
 
-def test_different_or_successful_calls_do_not_count(tmp_path: Path) -> None:
+def test_different_calls_and_calls_with_new_answers_do_not_count(tmp_path: Path) -> None:
     model = ScriptedChatModel([
         call("edit", **NOOP_EDIT),
         call("read", path="missing.py"),
+        call("read", path="a.py"),
         call("edit", path="a.py", old="x = 1", new="x = 2"),    # works
-        call("read", path="a.py"), call("read", path="a.py"), call("read", path="a.py"),  # repeated but ok
-        call("edit", **NOOP_EDIT),                                # second: warned, not stuck
+        call("read", path="a.py"), call("read", path="a.py"), call("read", path="a.py"),  # reads are not counted
+        call("write", path="a.py", content="x = 1\n"),
+        call("edit", **NOOP_EDIT),                               # second: warned, not stuck
         finish(),
     ])
     run = run_agent(model, config(max_turns=20), "t", context(tmp_path))
     assert run.reason == "finished"
     texts = tool_texts(run.messages)
-    assert "exactly this call" not in texts[0] and "exactly this call" in texts[6]
+    assert [i for i, t in enumerate(texts) if "exactly this call" in t] == [8]
     assert run.nudges == 1
+
+
+def test_the_same_content_written_again_and_again_ends_stuck(tmp_path: Path) -> None:
+    # what Qwen2.5-Coder-0.5B did on cpp/circular-buffer: two files, the same junk, in turn, until max_turns
+    junk = [call("write", path="a.py", content="1234567890"), call("write", path="pkg/b.py", content="1234567890")]
+    model = ScriptedChatModel(junk * 4)
+    run = run_agent(model, config(max_turns=8), "t", context(tmp_path))
+    assert run.reason == "stuck" and run.turns == 5
+    texts = tool_texts(run.messages)
+    assert "exactly this call" in texts[2] and "not the same content again" in texts[2]
+    assert run.tool_errors == {}
 
 
 def test_finish_is_offered_under_required_even_when_not_configured(tmp_path: Path) -> None:

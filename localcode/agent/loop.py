@@ -12,10 +12,11 @@ not run (over the batch limit, after ``finish``, after the deadline) are answere
 ``error: skipped: ...``. The run ends when the model calls ``finish``, gives an accepted
 plain answer, or a limit is reached; ``AgentRun.reason`` names which (see ``EndReason``).
 
-Repeated failing calls: small models often repeat a call that failed (the same no-op
-``edit``) until ``max_turns``. The second identical failing call (same tool, same
-arguments) gets a stronger message appended to its error (``prompts/hint_repeated_call.md``);
-the third ends the run with reason ``stuck``. Under ``tool_choice: required`` the ``finish``
+Repeated calls: small models often repeat a call that failed (the same no-op ``edit``), or
+one that changes nothing (the same content written again), until ``max_turns``. The second
+identical call (same tool, same arguments) that failed again, or wrote and got the very same
+answer, gets a stronger message appended (``prompts/hint_repeated_call.md``); the third ends the run
+with reason ``stuck``. Under ``tool_choice: required`` the ``finish``
 tool is always offered, so a model that cannot answer in plain text can still end the run
 (its summary is the final answer).
 Control flow inside the loop uses the ``RunEnded`` exceptions below; none escapes
@@ -75,11 +76,11 @@ class ModelFailed(RunEnded):
 
 
 class Stuck(RunEnded):
-    """The model repeated a failing call a third time."""
+    """The model made the same call a third time without progress."""
 
 
 STUCK_REPEATS = 3
-"""Identical failing calls that end a run (the one before the last gets a stronger message)."""
+"""Identical calls without progress that end a run (the one before the last gets a stronger message)."""
 
 
 def run_agent(
@@ -155,8 +156,8 @@ class _Agent:
         self.seen_ids: set[str] = set()
         self.steps: list[str] = []
         self.consecutive_failures = 0
-        self.failed_calls: dict[str, int] = {}
-        """How often each (tool, arguments) call failed in this run."""
+        self.failed_calls: dict[str, tuple[int, str | None]] = {}
+        """Per (tool, arguments): how often it was made without progress, and its last answer."""
         self.stuck_call: str | None = None
         self.last_prompt_tokens, self.last_chars = 0, 0
 
@@ -186,7 +187,7 @@ class _Agent:
         if self.state.finished:
             raise Submitted("finished", answer=self.state.finish_summary)
         if self.stuck_call is not None:
-            raise Stuck("stuck", f"the same failing call {STUCK_REPEATS} times: {clip(self.stuck_call, 200)}")
+            raise Stuck("stuck", f"the same call {STUCK_REPEATS} times without progress: {clip(self.stuck_call, 200)}")
         if self.phase.wants_probe(bool(calls)):
             self.phase.probe(self.model, self.steps, self.result.turns)
         self.refresh_system_prompt()
@@ -357,7 +358,7 @@ class _Agent:
         r.tool_calls[key] = r.tool_calls.get(key, 0) + 1
         if not outcome.ok:
             r.tool_errors[key] = r.tool_errors.get(key, 0) + 1
-            outcome = self.note_repeat(key, call, outcome)
+        outcome = self.note_repeat(key, call, outcome, writes=bool(tool and tool.writes_files))
         if outcome.repaired:
             r.repairs += 1
         first_line = outcome.text.split("\n", 1)[0]
@@ -367,11 +368,17 @@ class _Agent:
                               len(self.ctx.files_read), r.turns)
         return outcome
 
-    def note_repeat(self, key: str, call: ToolCall, outcome: ToolOutcome) -> ToolOutcome:
-        """Count a failing call; the second identical one gets a stronger message, the third ends the run."""
+    def note_repeat(self, key: str, call: ToolCall, outcome: ToolOutcome, writes: bool) -> ToolOutcome:
+        """Count a call that repeats an earlier one without progress: it failed again, or it is a writing
+        call that got the very same answer (the same content written to the same file again).
+        The second such call gets a stronger message, the third ends the run."""
         signature = f"{key} {_canonical_arguments(call.arguments)}"
-        n = self.failed_calls.get(signature, 0) + 1
-        self.failed_calls[signature] = n
+        count, answer = self.failed_calls.get(signature, (0, None))
+        if outcome.ok and (not writes or answer != outcome.text):
+            self.failed_calls[signature] = (1, outcome.text)
+            return outcome
+        n = count + 1
+        self.failed_calls[signature] = (n, outcome.text)
         if n >= STUCK_REPEATS:
             self.stuck_call = signature
             self.logger.event("stuck", turn=self.result.turns, call=clip(signature, 500), repeats=n)
@@ -390,6 +397,9 @@ class _Agent:
                     f"`{self.names['write']}` and its complete new content")
         if tool == "edit":
             return f"read the file again with `{self.names.get('read', 'read')}` and copy the exact lines into old"
+        if tool == "write":
+            return ("write the complete code the task needs (not the same content again), or call "
+                    f"`{self.names.get('finish', 'finish')}` if the task is done")
         return "change the arguments, use another tool, or call " \
                f"`{self.names.get('finish', 'finish')}` if the task is done"
 
