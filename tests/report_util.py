@@ -8,6 +8,12 @@ from pathlib import Path
 from localcode.harness.report import repeat_dir_name, write_repeats_manifest
 from localcode.harness.results import AgentUsage, DatasetInfo, ResultStore, RunInfo, TaskResult, TryResult
 
+# Two runs over overlapping task sets (run B has go/h, which A lacks; A errored on go/g).
+RUN_A = {"python/a": "1", "python/b": "1", "python/c": "2", "python/d": "fail",
+         "go/e": "1", "go/f": "stuck", "go/g": "error"}
+RUN_B = {"python/a": "1", "python/b": "fail", "python/c": "1", "python/d": "2",
+         "go/e": "1", "go/f": "fail", "go/g": "1", "go/h": "1"}
+
 AGENT_S, TEST_S, PROMPT_MS, DECODE_MS = 10.0, 2.0, 3000.0, 5000.0
 PROMPT_TOKENS, CACHED_TOKENS, COMPLETION_TOKENS = 1000, 400, 200
 

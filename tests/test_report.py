@@ -22,16 +22,13 @@ from report_util import (
     DECODE_MS,
     PROMPT_MS,
     PROMPT_TOKENS,
+    RUN_A,
+    RUN_B,
     TEST_S,
     make_repeat_run,
     make_run,
 )
 
-# Two runs over overlapping task sets (run B has go/h, which A lacks; A errored on go/g).
-RUN_A = {"python/a": "1", "python/b": "1", "python/c": "2", "python/d": "fail",
-         "go/e": "1", "go/f": "stuck", "go/g": "error"}
-RUN_B = {"python/a": "1", "python/b": "fail", "python/c": "1", "python/d": "2",
-         "go/e": "1", "go/f": "fail", "go/g": "1", "go/h": "1"}
 
 
 # --------------------------------------------------------------------------- pure statistics

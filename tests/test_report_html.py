@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from report_util import make_repeat_run, make_run
-from test_report import RUN_A, RUN_B
+from report_util import RUN_A, RUN_B, make_repeat_run, make_run
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
