@@ -462,7 +462,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
         return gen, first
 
     @app.get("/health")
-    @app.get("/v1/health")
+    @app.get("/v1/health", include_in_schema=False)
     async def health() -> Response:
         if state.model is not None:
             return JSONResponse({"status": "ok"})
@@ -473,7 +473,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
                             status_code=503)
 
     @app.get("/v1/models")
-    @app.get("/models")
+    @app.get("/models", include_in_schema=False)
     async def models(request: Request) -> Response:
         if (denied := unauthorized(request)) is not None:
             return denied
@@ -481,7 +481,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
         return JSONResponse(oa.models_list(state.names, info, state.created))
 
     @app.post("/v1/chat/completions")
-    @app.post("/chat/completions")
+    @app.post("/chat/completions", include_in_schema=False)
     async def chat_completions(request: Request) -> Response:
         if (denied := unauthorized(request)) is not None:
             return denied
@@ -536,7 +536,7 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
         return EventSourceResponse(events(), sep="\n", ping=15)
 
     @app.post("/v1/completions")
-    @app.post("/completions")
+    @app.post("/completions", include_in_schema=False)
     async def completions(request: Request) -> Response:
         if (denied := unauthorized(request)) is not None:
             return denied
@@ -594,4 +594,17 @@ def create_app(model: ChatModel | None, model_name: str, api_key: str | None = N
 
         return EventSourceResponse(events(), sep="\n", ping=15)
 
+    def openapi() -> dict[str, Any]:
+        # The routes parse their bodies themselves; the schema declares them (``oa.document``).
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            from localcode import __version__
+
+            app.openapi_schema = oa.document(get_openapi(
+                title=app.title, version=__version__, routes=app.routes,
+                description="OpenAI-compatible API of one model loaded in-process by localcode."))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

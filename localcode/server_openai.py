@@ -437,3 +437,105 @@ def models_list(names: list[str], info: ModelInfo | None, created: int) -> dict[
 def new_id(prefix: str) -> tuple[str, int]:
     """A fresh response id and its ``created`` time."""
     return f"{prefix}-{uuid.uuid4().hex[:24]}", int(time.time())
+
+
+# ---- OpenAPI ----------------------------------------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    """The ``error`` object of an error answer."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: ``{"error": {...}}``."""
+
+    error: ErrorDetail
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``: the loaded model (with ``aliases`` and ``meta`` beside OpenAI's fields)."""
+
+    object: Literal["list"]
+    data: list[Model]
+
+
+class Health(BaseModel):
+    """``GET /health``: ``ok`` once the model is loaded; ``loading model`` (503) or ``error`` (500) with ``error``."""
+
+    status: str
+    error: ErrorDetail | None = None
+
+
+_ERRORS = {
+    "400": "A client mistake: bad JSON, a wrong type or value, an unsupported field, a prompt too long "
+           "for the context (code context_length_exceeded).",
+    "401": "Missing or wrong API key (serve --api-key).",
+    "404": "Another model was named and serve runs with --strict-model (code model_not_found).",
+    "413": "The request body is too large.",
+    "500": "The model failed.",
+    "503": "The model is still loading, or the queue is full (Retry-After).",
+}
+
+
+def document(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fill FastAPI's OpenAPI ``spec`` with the request and response bodies of the routes.
+
+    The routes read their bodies themselves (to answer in OpenAI's error format), so FastAPI
+    cannot see them; here they are declared from the same models the routes validate with
+    (requests) and answer with (the ``openai`` package's response types).
+    """
+    from pydantic.json_schema import models_json_schema
+
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (ChatCompletionRequest, "validation"), (CompletionRequest, "validation"), (ChatCompletion, "serialization"),
+        (Completion, "serialization"), (ModelList, "serialization"), (Health, "serialization"),
+        (ErrorResponse, "serialization"),
+    ]
+    refs, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+
+    def ref(model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
+        return refs[(model, mode)]  # type: ignore[index]
+
+    def errors(*codes: str) -> dict[str, Any]:
+        return {c: {"description": _ERRORS[c], "content": {"application/json": {"schema": ref(ErrorResponse)}}}
+                for c in codes}
+
+    def body(model: type[BaseModel]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": ref(model, "validation")}}}
+
+    def answer(model: type[BaseModel], what: str) -> dict[str, Any]:
+        return {"description": what, "content": {
+            "application/json": {"schema": ref(model)},
+            "text/event-stream": {"schema": {"type": "string"},
+                                  "description": "With stream: true, server-sent events 'data: {chunk}' ... 'data: [DONE]'."},
+        }}
+
+    paths = spec.setdefault("paths", {})
+    chat = paths.get("/v1/chat/completions", {}).get("post")
+    if chat is not None:
+        chat["requestBody"] = body(ChatCompletionRequest)
+        chat["responses"] = {"200": answer(ChatCompletion, "The completion (chat.completion, or chunks when streamed)."),
+                             **errors("400", "401", "404", "413", "500", "503")}
+    text = paths.get("/v1/completions", {}).get("post")
+    if text is not None:
+        text["requestBody"] = body(CompletionRequest)
+        text["responses"] = {"200": answer(Completion, "The completion (text_completion, or pieces when streamed)."),
+                             **errors("400", "401", "404", "413", "500", "503"),
+                             "501": {"description": "The backend cannot complete raw text (use chat completions).",
+                                     "content": {"application/json": {"schema": ref(ErrorResponse)}}}}
+    models_op = paths.get("/v1/models", {}).get("get")
+    if models_op is not None:
+        models_op["responses"] = {"200": {"description": "The served model.",
+                                          "content": {"application/json": {"schema": ref(ModelList)}}},
+                                  **errors("401")}
+    health = paths.get("/health", {}).get("get")
+    if health is not None:
+        health["responses"] = {code: {"description": what, "content": {"application/json": {"schema": ref(Health)}}}
+                               for code, what in (("200", "The model is loaded."), ("500", "Loading failed."),
+                                                  ("503", "The model is loading."))}
+    return spec
