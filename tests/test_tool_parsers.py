@@ -355,3 +355,92 @@ def test_json_calls_need_the_requests_tools_except_in_generic_and_llama3() -> No
     assert calls(get_parser("generic").parse(text)) == [READ]
     truncated = get_parser("hermes").parse('{"name": "write", "arguments": {"path": "a.py", "content": "x', tools=OFFERED)
     assert truncated.tool_calls == [] and len(truncated.malformed) == 1
+
+
+# -- every family: two calls with reasoning, a truncated call, a broken call (written from the templates)
+
+LS = ("ls", {})
+Q = '<|"|>'
+# family -> (two calls after reasoning "plan" where the family has reasoning, the same cut off mid-call, a broken call)
+FAMILY_CASES: dict[str, tuple[str, str, str]] = {
+    "apertus": ('<|inner_prefix|>plan<|inner_suffix|><|tools_prefix|>[{"read_file": {"path": "a.py"}}, {"ls": {}}]'
+                "<|tools_suffix|>", '<|tools_prefix|>[{"read_file": {"path": "a.', '<|tools_prefix|>[{"read_file": 3}]'),
+    "gigachat3": ('<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "read_file", "arguments": {"path": "a.py"}}'
+                  '<|message_sep|>', '<|function_call|>{"name": "read_file", "arguments": {"pa',
+                  '<|function_call|>{"name": "read_file", "arguments": [}'),
+    "kimi_k3": ('<|open|>think<|sep|>plan<|close|>think<|sep|><|open|>tools<|sep|><|open|>call tool="read_file" index="1"'
+                '<|sep|><|open|>argument key="path" type="string"<|sep|>a.py<|close|>argument<|sep|><|close|>call<|sep|>'
+                '<|open|>call tool="ls" index="2"<|sep|><|open|>json type="object"<|sep|>{}<|close|>json<|sep|>'
+                "<|close|>call<|sep|><|close|>tools<|sep|><|close|>message<|sep|><|end_of_msg|>",
+                '<|open|>tools<|sep|><|open|>call tool="read_file" index="1"<|sep|><|open|>argument key="path"',
+                '<|open|>tools<|sep|><|open|>call tool="read_file" index="1"<|sep|><|open|>json type="object"<|sep|>{x'
+                "<|close|>json<|sep|><|close|>call<|sep|><|close|>tools<|sep|>"),
+    "minimax_m3": ("<mm:think>plan</mm:think>]<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name=\"read_file\">"
+                   "]<]minimax[>[<path>a.py]<]minimax[>[</path>]<]minimax[>[</invoke>\n]<]minimax[>[<invoke name=\"ls\">"
+                   "]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+                   ']<]minimax[>[<tool_call>]<]minimax[>[<invoke name="read_file">]<]minimax[>[<path>a.py',
+                   ']<]minimax[>[<tool_call>]<]minimax[>[<invoke name="read_file">]<]minimax[>[<path>a.py'
+                   "]<]minimax[>[</invoke>]<]minimax[>[</tool_call>"),
+    "gemma4": (f"<|channel>thought\nplan<channel|><|tool_call>call:read_file{{path:{Q}a.py{Q}}}<tool_call|>"
+               "<|tool_call>call:ls{}<tool_call|><|tool_response>", f"<|tool_call>call:read_file{{path:{Q}a.",
+               f"<|tool_call>call:read_file{{path {Q}a.py{Q}}}<tool_call|>"),
+    "functionary_v3_2": ('all\nplan>>>read_file\n{"path": "a.py"}>>>ls\n{}<|eot_id|>', 'read_file\n{"path": "a.',
+                         "read_file\n{path: a.py}"),
+    "muse": (' to=self<|message|>plan<|eom|><|start|>assistant to=read_file<|message|><atem:function_calls>\n'
+             '<atem:invoke name="read_file">\n<atem:parameter name="path">a.py</atem:parameter>\n</atem:invoke>\n'
+             '<atem:invoke name="ls">\n</atem:invoke>\n</atem:function_calls><|eom|>',
+             ' to=read_file<|message|><atem:function_calls><atem:invoke name="read_file"><atem:parameter name="path">a',
+             ' to=read_file<|message|><atem:function_calls><atem:invoke name="read_file"><atem:parameter name="path">a'
+             "</atem:invoke></atem:function_calls>"),
+    "hy3": ("<think:opensource>plan</think:opensource><tool_calls:opensource>\n<tool_call:opensource>read_file"
+            "<tool_sep:opensource>\n<arg_key:opensource>path</arg_key:opensource>\n<arg_value:opensource>a.py"
+            "</arg_value:opensource>\n</tool_call:opensource>\n<tool_call:opensource>ls<tool_sep:opensource>\n"
+            "</tool_call:opensource>\n</tool_calls:opensource>",
+            "<tool_calls:opensource><tool_call:opensource>read_file<tool_sep:opensource><arg_key:opensource>path",
+            "<tool_calls:opensource><tool_call:opensource>read_file<tool_sep:opensource><arg_key:opensource>path"
+            "</tool_call:opensource></tool_calls:opensource>"),
+    "seed_oss": ("<seed:think>plan</seed:think><seed:tool_call>\n<function=read_file>\n<parameter=path>\na.py\n"
+                 "</parameter>\n</function>\n<function=ls>\n</function>\n</seed:tool_call>",
+                 "<seed:tool_call>\n<function=read_file>\n<parameter=path>\na.", "<seed:tool_call>oops</seed:tool_call>"),
+    "granite": ('<think>plan</think><|tool_call|>[{"name": "read_file", "arguments": {"path": "a.py"}}, '
+                '{"name": "ls", "arguments": {}}]', '<|tool_call|>[{"name": "read_file", "arguments": {"path": "a.',
+                '<|tool_call|>[{"name": "read_file", "arguments": {"path": }]'),
+    "nemotron_v2": ('<think>plan</think><TOOLCALL>[{"name": "read_file", "arguments": {"path": "a.py"}}, '
+                    '{"name": "ls", "arguments": {}}]</TOOLCALL>', '<TOOLCALL>[{"name": "read_file", "arguments": {"p',
+                    '<TOOLCALL>[{"name": "read_file", "arguments": {"path": }]</TOOLCALL>'),
+    "functionary_v3_1": ('<function=read_file>{"path": "a.py"}</function><function=ls>{}</function>',
+                         '<function=read_file>{"path": "a.', "<function=read_file>{path}</function>"),
+    "firefunction_v2": (' functools[{"name": "read_file", "arguments": {"path": "a.py"}}, {"name": "ls", "arguments": {}}]',
+                        ' functools[{"name": "read_file", "arguments": {"pa', ' functools[{"name": "read_file", "arguments": }]'),
+    "tool_calls_json": ('<think>plan</think><tool_calls>[{"name": "read_file", "arguments": {"path": "a.py"}}, '
+                        '{"name": "ls", "arguments": {}}]</tool_calls>', '<tool_calls>[{"name": "read_file", "argu',
+                        '<tool_calls>[{"name": "read_file", "arguments": {]</tool_calls>'),
+    "command_r": ('<|START_THINKING|>plan<|END_THINKING|><|START_ACTION|>[{"tool_name": "read_file", "parameters": '
+                  '{"path": "a.py"}}, {"tool_name": "ls", "parameters": {}}]<|END_ACTION|>',
+                  '<|START_ACTION|>[{"tool_name": "read_file", "par', "<|START_ACTION|>[{oops}]<|END_ACTION|>"),
+    "lfm2": ("<think>plan</think><|tool_call_start|>[read_file(path='a.py'), ls()]<|tool_call_end|>",
+             "<|tool_call_start|>[read_file(path='a.", "<|tool_call_start|>[read_file(path=a.py))]<|tool_call_end|>"),
+    "solar": ('<think>plan</think><|tool_call:begin|>c1<|tool_call:name|>read_file<|tool_call:args|>{"path": "a.py"}'
+              '<|tool_call:end|><|tool_call:begin|>c2<|tool_call:name|>ls<|tool_call:args|>{}<|tool_call:end|>',
+              '<|tool_call:begin|>c1<|tool_call:name|>read_file<|tool_call:args|>{"pa',
+              "<|tool_call:begin|>c1<|tool_call:name|>read_file<|tool_call:args|>{x<|tool_call:end|>"),
+    "minicpm5": ('<think>plan</think><function name="read_file"><param name="path">a.py</param></function>'
+                 '<function name="ls"></function>', '<function name="read_file"><param name="path">a.',
+                 '<function name="read_file"><param name="path">a.py</function>'),
+}
+_NO_REASONING = {"gigachat3", "functionary_v3_1", "firefunction_v2", "functionary_v3_2"}  # v3.2: "all" is content
+_ONE_CALL = {"gigachat3"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CASES))
+def test_every_family_two_calls_truncated_and_broken(family: str) -> None:
+    good, truncated, broken = FAMILY_CASES[family]
+    p = get_parser(family)
+    out = p.parse(good, tools=TOOLS)
+    assert calls(out) == ([READ] if family in _ONE_CALL else [READ, LS]) and out.malformed == [], out
+    assert out.reasoning == ("" if family in _NO_REASONING else "plan"), out
+    cut = p.parse(truncated, tools=TOOLS)
+    assert cut.tool_calls == [] and len(cut.malformed) == 1 and "read_file" in cut.malformed[0].raw, cut
+    bad = p.parse(broken, tools=TOOLS)
+    assert bad.tool_calls == [] and len(bad.malformed) >= 1, bad
+    assert "read_file" not in bad.content and "read_file" not in cut.content

@@ -338,10 +338,10 @@ class StreamParser(StreamBase):
                 self._buf = rest[1:]
                 continue
             self._buf = buf[i + len(marker):]
-            if marker in spec.drop or (kind == "content" and any(marker == c for _, c in spec.reasoning)):
-                continue
             if kind == "reasoning" and marker == self._reasoning_close:
                 self._reasoning_close = None
+                continue
+            if marker in spec.drop or (kind == "content" and any(marker == c for _, c in spec.reasoning)):
                 continue
             for open_, close in spec.reasoning:
                 if marker == open_:

@@ -21,6 +21,8 @@ def block_minicpm(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCal
     name = m.group(1)
     props = tool_properties(tools, name)
     args = {k: coerce_value(v, props.get(k)) for k, v in _CPM_PARAM.findall(m.group(2))}
+    if "<param" in _CPM_PARAM.sub("", m.group(2)):
+        raise ValueError(f"unclosed <param> in call of {name}")
     return [ToolCall(name=name, arguments=args_json(args))]
 
 
