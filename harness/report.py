@@ -358,6 +358,28 @@ def time_split(run: Run) -> dict[str, Any]:
     }
 
 
+def run_facts(run: Run) -> dict[str, Any]:
+    """What a run was, from its ``run.json``: the facts that tell two runs apart (model file and
+    quantization, context, sampler, tools, overrides, protocol, versions, machine)."""
+    info = run.info
+    if info is None:
+        return {}
+    ai = info.agent_info or {}
+    model = ai.get("model") if isinstance(ai.get("model"), dict) else {}
+    config = ai.get("effective_config") or {}
+    sampler = ai.get("sampler") or {}
+    return {
+        "agent": info.agent, "model": info.model, "quantization": model.get("quantization"),
+        "model_sha256": (model.get("sha256") or "")[:12] or None, "context_window": ai.get("context_window"),
+        "temperature": sampler.get("temperature"), "max_tokens": sampler.get("max_tokens"), "seed": run.seed,
+        "tools": config.get("tools"), "max_turns": config.get("max_turns"), "overrides": info.agent_overrides,
+        "tries": info.tries, "visible_tests": info.visible_tests, "sandbox": info.sandbox,
+        "localcode": f"{info.localcode_version} {(info.localcode_commit or '')[:12]}".strip(),
+        "dataset": (info.dataset.commit or info.dataset.content_hash or "")[:12] or None,
+        "machine": info.machine, "created_at": info.created_at,
+    }
+
+
 # --------------------------------------------------------------------------- the report
 def _interval(k: int, n: int) -> dict[str, Any]:
     lo, hi = compare.wilson_interval(k, n)
@@ -388,6 +410,7 @@ def _run_block(run: Run) -> dict[str, Any]:
         "agent": s.get("agent", ""), "model": s.get("model", ""), "tries": tries,
         "created_at": info.created_at if info else "", "task_count": len(run.task_ids),
         "completed": n, "errors": int(s.get("infrastructure_errors", 0)),
+        "facts": run_facts(run),
         "pass_at": pass_at, "per_language": per_language, "time": time_split(run), "stats": s,
         "tasks": task_rows(run), "unusual_endings": unusual_endings(run),
     }
@@ -459,6 +482,20 @@ def _md_table(head: list[str], rows: list[list[Any]]) -> list[str]:
     return out + [""]
 
 
+FACT_KEYS = ("model", "quantization", "model_sha256", "context_window", "temperature", "max_tokens", "seed", "tools",
+             "max_turns", "overrides", "tries", "visible_tests", "sandbox", "localcode", "dataset", "machine")
+"""The run facts the Markdown and HTML configuration tables show (those set in some run)."""
+
+
+def fact_text(value: Any) -> str:
+    """A run fact as table text (lists joined, dicts as key=value)."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
 def max_tries(report: dict[str, Any]) -> int:
     """The most tries any run of the report allowed."""
     return max((b["tries"] for b in report["runs"]), default=1)
@@ -479,6 +516,11 @@ def to_markdown(report: dict[str, Any]) -> str:
              *[_pct_ci(b["pass_at"][str(k)]) if str(k) in b["pass_at"] else "" for k in range(1, tries + 1)],
              b["stats"].get("seconds_per_case", 0.0)] for b in runs]
     out += _md_table(head, rows)
+    keys = [k for k in FACT_KEYS if any(b["facts"].get(k) not in (None, "", [], {}) for b in runs)]
+    if keys:
+        out += ["## Configurations", ""]
+        out += _md_table(["", *[b["label"] for b in runs]],
+                         [[k, *[fact_text(b["facts"].get(k)) for b in runs]] for k in keys])
     out += ["## Per language", ""]
     head = ["language", "run", "cases", "errors"] + [f"pass@{k}" for k in range(1, tries + 1)]
     rows = []

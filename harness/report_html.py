@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from localcode.errors import MissingDependency
-from localcode.harness.report import Run, max_tries, try_log
+from localcode.harness.report import FACT_KEYS, Run, fact_text, max_tries, try_log
 from localcode.harness.results import cap_text
 
 TEMPLATE = "report.html.j2"
@@ -171,8 +171,11 @@ def render_html(report: dict[str, Any], runs: list[Run]) -> str:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fact"] = fact_text
     flipped = {f["task"] for f in report["flips"]}
+    facts = [k for k in FACT_KEYS if any(b["facts"].get(k) not in (None, "", [], {}) for b in report["runs"])]
     return env.get_template(TEMPLATE).render(
+        facts=facts,
         report=report, tries=max_tries(report), plots=plots(report), flipped=flipped,
         conversations=pack({run.label: conversations(run) for run in runs}),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),

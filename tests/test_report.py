@@ -132,8 +132,10 @@ def test_two_runs_side_by_side(tmp_path):
     assert report["matrix"]["go/g"] == {"A": "error", "B": "pass@1"}
     assert report["matrix"]["go/h"] == {"B": "pass@1"}
     assert report["matrix"]["python/c"] == {"A": "pass@2", "B": "pass@1"}
+    assert (a["facts"]["model"], a["facts"]["tries"], a["facts"]["sandbox"]) == ("gguf/x", 2, "local")
     md = to_markdown(report)
     assert "different task sets (8 tasks in all, 7 common to all)" in md
+    assert "## Configurations\n\n|  | A | B |\n|---|---|---|\n| model | gguf/x | gguf/x |" in md
 
 
 def test_mcnemar_on_runs_with_a_known_table(tmp_path):

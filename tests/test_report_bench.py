@@ -109,6 +109,9 @@ def test_report_agrees_with_bench_and_reruns_failed(tmp_path, scripted, capsys):
     assert [x["stop_reason"] for x in tasks["python/wordy"]["tries"]] == ["finished", "finished"]
     assert tasks["python/transpose"]["turns"] == 2 and tasks["python/bowling"]["tokens"] > 0
     assert block["pass_at"]["2"]["k"] == 2 and block["pass_at"]["2"]["n"] == 3
+    facts = block["facts"]
+    assert (facts["tools"], facts["max_turns"], facts["tries"], facts["sandbox"]) == \
+        (["read", "write", "finish"], 8, 2, "local")
     # the page's drill-down data is read from the real try logs
     from localcode.harness.report import load_runs
     from localcode.harness.report_html import conversations

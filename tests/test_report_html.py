@@ -63,6 +63,7 @@ def test_page_is_self_contained(page_file):
     assert "<script src" not in html and "<link " not in html
     assert "<b>not bold</b>" not in html  # log text is data, never markup
     assert "How often each task was solved (2 tasks)" in html
+    assert '<details id="configurations" open>' in html and "<th>quantization</th>" not in html  # unset facts stay out
     # the conversations travel packed: every try of every task of every run
     from localcode.harness.report_html import unpack
 
