@@ -323,7 +323,8 @@ def test_lenient_forms() -> None:
 WRITE = ("write", {"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"})
 
 
-@pytest.mark.parametrize("family", ["hermes", "qwen3_coder", "glm45", "mistral", "kimi_k2", "deepseek_v3", "generic"])
+@pytest.mark.parametrize("family", ["hermes", "qwen3_coder", "glm45", "mistral", "kimi_k2", "deepseek_v3", "generic",
+                                    "harmony", "gemma4", "hy3"])
 def test_fenced_or_bare_json_naming_an_offered_tool_is_a_repaired_call(family: str) -> None:
     p = get_parser(family)
     body = '{"name": "write", "arguments": {"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}}'

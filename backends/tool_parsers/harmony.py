@@ -18,7 +18,14 @@ import re
 from collections.abc import Sequence
 
 from localcode.backends.base import MalformedToolCall, StreamEvent, ToolCall, ToolSchema
-from localcode.backends.tool_parsers.core import ParsedOutput, StreamBase, find_marker, partial_start
+from localcode.backends.tool_parsers.core import (
+    ParsedOutput,
+    ParserSpec,
+    StreamBase,
+    StreamParser,
+    find_marker,
+    partial_start,
+)
 
 _MESSAGE = "<|message|>"
 _HEADER_STARTS = ("<|", "to=")
@@ -27,6 +34,7 @@ _BODY_END = ("<|end|>", "<|call|>", "<|return|>")
 _NEXT_HEADER = ("<|start|>", "<|channel|>")
 _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
 _CHANNEL = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
+_ANSWER_SPEC = ParserSpec("harmony", reasoning=())
 
 
 class HarmonyStream(StreamBase):
@@ -45,6 +53,25 @@ class HarmonyStream(StreamBase):
         self._malformed: list[MalformedToolCall] = []
         self._started = {"content": False, "reasoning": False}
         self._finished: ParsedOutput | None = None
+        # The answer's text goes through the shared machine too, for calls written as JSON text.
+        self._answer = StreamParser(_ANSWER_SPEC, tools=tools)
+        self._answer_calls = self._answer_malformed = 0
+
+    def _text(self, kind: str, text: str, events: list[StreamEvent], end: bool) -> None:
+        """Body text of ``kind``; ``end``: the body ends here (nothing may stay held back)."""
+        if kind != "content":
+            self._emit(kind, text, events)
+            return
+        answer = self._answer
+        inner: list[StreamEvent] = []
+        answer._buf += text
+        answer._run(inner, final=end)
+        for e in inner:
+            if e.kind == "content":
+                self._emit("content", e.text, events)
+        self._add_calls(answer._calls[self._answer_calls:], events)
+        self._malformed.extend(answer._malformed[self._answer_malformed:])
+        self._answer_calls, self._answer_malformed = len(answer._calls), len(answer._malformed)
 
     def _open_body(self, header: str) -> None:
         m = _RECIPIENT.search(header)
@@ -94,7 +121,7 @@ class HarmonyStream(StreamBase):
                     if _RECIPIENT.search(buf):
                         self._malformed.append(MalformedToolCall(raw=buf, error="tool call without <|message|>"))
                     elif rest:
-                        self._emit("content", rest, events)
+                        self._text("content", rest, events, end=True)
                 return
             # inside a body; a new header also ends it (models skip <|end|>, or write text before <|start|>)
             hit = find_marker(buf, _BODY_END + _NEXT_HEADER)
@@ -103,7 +130,7 @@ class HarmonyStream(StreamBase):
                 if self._kind == "tool":
                     self._tool(buf[:hit_at], self._header_raw, events)
                 else:
-                    self._emit(self._kind, buf[:hit_at], events)
+                    self._text(self._kind, buf[:hit_at], events, end=True)
                 self._buf, self._header = buf[hit_at:], ""
                 continue
             if self._kind == "tool":
@@ -118,10 +145,10 @@ class HarmonyStream(StreamBase):
                 continue
             hold = len(buf) if final else partial_start(buf, _BODY_END + _NEXT_HEADER)
             if hit is None or hit[0] >= hold:
-                self._emit(self._kind, buf[:hold], events)
+                self._text(self._kind, buf[:hold], events, end=final)
                 self._buf = buf[hold:]
                 return
-            self._emit(self._kind, buf[: hit[0]], events)
+            self._text(self._kind, buf[: hit[0]], events, end=True)
             self._buf, self._header = buf[hit[0] + len(hit[1]):], ""
 
 
