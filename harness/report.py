@@ -629,6 +629,18 @@ def render_rich(report: dict[str, Any], runs: list[Run]) -> Any:
                         *[_pct_ci(b["pass_at"][str(k)]) if str(k) in b["pass_at"] else "" for k in range(1, tries + 1)],
                         str(b["stats"].get("seconds_per_case", 0.0)))
     parts.append(summary)
+    if len(blocks) > 1:
+        langs = Table(title="per language (95% Wilson interval)")
+        for col in ("language", "run", "cases", "errors", *[f"pass@{k}" for k in range(1, tries + 1)]):
+            langs.add_column(col)
+        for lang in sorted({lang for b in blocks for lang in b["per_language"]}):
+            for b in blocks:
+                lb = b["per_language"].get(lang)
+                if lb is not None:
+                    langs.add_row(lang, b["label"], str(lb["cases"]), str(lb["errors"]),
+                                  *[_pct_ci(lb["pass_at"][str(k)]) if str(k) in lb["pass_at"] else ""
+                                    for k in range(1, tries + 1)])
+        parts.append(langs)
     time_table = Table(title="seconds per case and tokens")
     for col in ("run", "total s/case", "prefill", "decode", "tools", "other", "tests", "prefill tok/s",
                 "decode tok/s", "cached %"):

@@ -282,7 +282,7 @@ def test_json_markdown_yaml_parse_and_agree(tmp_path):
     # the rich table goes to stderr, stdout holds only the chosen format
     both = _cli(["A", "B", "--json"], home)
     assert json.loads(both.stdout) == data  # the bootstrap is seeded: the same report twice
-    assert "pass rates" in both.stderr and "paired tests" in both.stderr
+    assert "pass rates" in both.stderr and "paired tests" in both.stderr and "per language" in both.stderr
 
 
 def test_errors_are_one_line(tmp_path):
