@@ -25,12 +25,17 @@ before generation when the prompt does not fit, ``ConfigError`` for bad flags or
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -62,6 +67,20 @@ if TYPE_CHECKING:
     from localcode.config import AgentConfig
 
 log = logging.getLogger(__name__)
+
+CALL_OPENINGS: dict[str, tuple[str, str]] = {
+    "hermes": ('<tool_call>\n{"name": "', '<tool_call>\n{"name": "{name}", "arguments": '),
+    "qwen3_coder": ("<tool_call>\n<function=", "<tool_call>\n<function={name}>\n"),
+}
+"""Per tool-call family: how a forced answer starts (any tool, a named tool), as its template writes calls."""
+_MLX_PARSER_FAMILY = {"json_tools": "hermes", "qwen3_coder": "qwen3_coder"}
+"""mlx-lm's tool parser names -> the family whose call opening they read."""
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|return|>")
+"""Special tokens that end a turn, besides the model's eos (llama.cpp treats them as end-of-generation too)."""
+CPU_PREFILL_STEP = 512
+"""Prompt tokens per evaluation step on a CPU (unless ``--prefill-step-size`` says otherwise)."""
+DEFAULT_STATE_BUDGET = 2 << 30
+"""Bytes of saved conversation KV states kept per model (least recently used dropped first)."""
 
 SUPPORTED_EXTRA = ("logit_bias", "repetition_context_size", "xtc_probability", "xtc_threshold")
 """Keys of ``ChatOptions.extra`` (the agent's ``request_overrides``) this backend understands."""
@@ -186,6 +205,7 @@ def parse_mlx_args(args: list[str]) -> MlxServerArgs:
 
 
 def _import_mlx_lm() -> Any:
+    blas_before_import()
     try:
         import mlx.core  # noqa: F401
         import mlx_lm
@@ -194,13 +214,57 @@ def _import_mlx_lm() -> Any:
     return mlx_lm
 
 
+@functools.lru_cache(maxsize=1)
+def blas_before_import() -> str:
+    """The BLAS that mlx's CPU matmuls will use: ``openblas`` when it could be put in first, else ``bundled``.
+
+    mlx[cpu] wheels for Linux bundle the reference BLAS, which multiplies float32 about 10x
+    slower than OpenBLAS here (1.8 vs 19 GFLOP/s for a 256x896x4864 product, measured on 2
+    cores). mlx calls ``cblas_sgemm``; loading an OpenBLAS (Debian's ``libopenblas0``) with
+    global symbols before ``mlx.core`` is imported makes mlx bind to it. Too late once mlx
+    is imported (its symbols are bound at load). ``LOCALCODE_MLX_BLAS=bundled`` turns it off.
+    """
+    if sys.platform != "linux" or os.environ.get("LOCALCODE_MLX_BLAS") == "bundled":
+        return "bundled"
+    if "mlx.core" in sys.modules:
+        return "openblas" if _openblas_loaded() else "bundled"
+    import ctypes
+    import ctypes.util
+
+    for name in ("libopenblas.so.0", ctypes.util.find_library("openblas")):
+        if not name:
+            continue
+        try:
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        return "openblas"
+    log.info("mlx on Linux uses its bundled reference BLAS (slow): apt-get install libopenblas0-pthread")
+    return "bundled"
+
+
+def _openblas_loaded() -> bool:
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            return "libopenblas" in f.read()
+    except OSError:
+        return False
+
+
 def resolve_model_dir(model_path: str | None, hf_model: str | None) -> Path:
     """The local MLX model folder: ``model_path`` if it exists, else ``hf_model`` downloaded.
+
+    ``model_path = "from-gguf:SOURCE"`` is the MLX conversion of a GGUF (``mlx_convert``),
+    made once in the models cache.
 
     Downloads go to ``<cache_dir>/models/<repo id>`` through huggingface_hub (with its
     progress bars); a complete earlier download is used without touching the network.
     Raises ``ModelNotFound`` with the next step to take.
     """
+    from localcode.backends import mlx_convert
+
+    if model_path and model_path.startswith(mlx_convert.PREFIX):
+        return mlx_convert.mlx_from_gguf(model_path)
     if model_path:
         p = Path(model_path).expanduser()
         if p.is_dir():
@@ -386,6 +450,72 @@ class _FamilyParser:
         return events
 
 
+class _NameConstraint:
+    """A logits processor for a forced call: the first tokens must spell a tool name and its closing quote.
+
+    Small models asked for a call often write a file name or a made-up tool there. Only the
+    name is constrained (tokens whose text keeps the output a prefix of ``name"``, or that
+    complete it); the arguments stay free, as mlx-lm has no grammar sampler.
+    """
+
+    def __init__(self, token_texts: list[str], names: list[str]) -> None:
+        self._texts = token_texts
+        self._targets = [n + '"' for n in names if n]
+        self._written = ""
+        self._seen = 0
+        self._done = not self._targets
+
+    def __call__(self, tokens: Any, logits: Any) -> Any:
+        import mlx.core as mx
+
+        if self._done:
+            return logits
+        n = int(tokens.shape[-1]) if hasattr(tokens, "shape") else len(tokens)
+        if self._seen and n > self._seen:  # the first call sees the last prompt token only
+            self._written += "".join(self._texts[int(t)] for t in tokens.tolist()[self._seen:n])
+        self._seen = n
+        if any(self._written.startswith(t) for t in self._targets):
+            self._done = True
+            return logits
+        w = self._written
+        allowed = [i for i, x in enumerate(self._texts) if x and any(
+            t.startswith(w + x) or (w + x).startswith(t) for t in self._targets)]
+        if not allowed:
+            self._done = True
+            return logits
+        mask = mx.full((logits.shape[-1],), -float("inf"), dtype=logits.dtype)
+        mask[mx.array(allowed)] = 0.0
+        return logits + mask
+
+
+class _JsonEnd:
+    """Finds where a JSON object that started in ``head`` closes, as text streams in."""
+
+    def __init__(self, head: str) -> None:
+        self._depth, self._in_string, self._escaped = 0, False, False
+        self.feed(head)
+
+    def feed(self, text: str) -> int:
+        """The index in ``text`` just past the closing brace, or -1 while the object is open."""
+        for i, ch in enumerate(text):
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif ch == "\\":
+                    self._escaped = True
+                elif ch == '"':
+                    self._in_string = False
+            elif ch == '"':
+                self._in_string = True
+            elif ch in "{[":
+                self._depth += 1
+            elif ch in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    return i + 1
+        return -1
+
+
 class _StopText:
     """Holds back text that may be the start of a stop string; reports where one matched."""
 
@@ -470,6 +600,21 @@ class _PromptCache:
         return None
 
 
+@dataclass
+class _SavedCache:
+    """One conversation's KV cache copy and the tokens it holds."""
+
+    tokens: list[int]
+    cache: list[Any]
+    size: int
+
+
+def _cache_bytes(cache: list[Any]) -> int:
+    from mlx.utils import tree_flatten
+
+    return sum(int(a.nbytes) for c in cache for _, a in tree_flatten(c.state) if hasattr(a, "nbytes"))
+
+
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
     n = min(len(a), len(b), max(limit, 0))
     i = 0
@@ -484,9 +629,17 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
 class MlxChatModel:
     """An MLX model loaded in-process with mlx-lm. One generation at a time.
 
-    Not supported here (said once per model in the log): ``tool_call_grammar`` (mlx-lm has
-    no grammar sampler) and forcing calls with ``tool_choice="required"`` or a named
-    function; ``tool_choice="none"`` leaves the tools out of the prompt.
+    Tool calls are parsed by localcode's parser for the template's family (the same parser
+    as the GGUF backend), or by mlx-lm's own where localcode knows no specific family.
+    ``tool_choice="required"`` or a named function starts the answer with the family's call
+    opening (``<tool_call>\n{"name": "`` for Hermes/Qwen), so the model must write a call;
+    ``"none"`` leaves the tools out of the prompt. ``tool_call_grammar`` is not supported
+    (mlx-lm has no grammar sampler; said once in the log): calls are otherwise unconstrained.
+
+    Conversation states (``save_conversation`` / ``restore_conversation``, as in the GGUF
+    backend): a copy of the KV cache per conversation, least recently used dropped first
+    within ``state_budget_bytes``, so try 2 of a task evaluates only its new tokens even
+    when other tasks used the model in between.
     """
 
     def __init__(
@@ -497,11 +650,13 @@ class MlxChatModel:
         context_window: int | None = None,
         server_args: MlxServerArgs | None = None,
         cache: bool = True,
+        request_timeout: float | None = None,
     ) -> None:
         """Load the model folder ``model_dir``.
 
         ``context_window`` defaults to ``--ctx-size`` in ``server_args``, then the model's
         ``max_position_embeddings``. ``cache=False`` evaluates every prompt from scratch.
+        ``request_timeout`` (seconds) ends a generation that runs longer with ``"length"``.
         Raises ``MissingDependency``, ``ModelNotFound``, ``ModelError``, ``ConfigError``.
         """
         mlx_lm = _import_mlx_lm()
@@ -536,11 +691,24 @@ class MlxChatModel:
         self._warned: set[str] = set()
         self._prompt_cache = _PromptCache(self._model)
         self._template_kwargs = dict(self.args.chat_template_args)
-        self._family = None if self._tokenizer.has_tool_calling else _detect_family(self._tokenizer)
+        family = _detect_family(self._tokenizer)
+        self._family = family if family not in (None, "generic") or not self._tokenizer.has_tool_calling else None
+        self._end_tokens = _add_end_tokens(self._tokenizer)
+        self.request_timeout = request_timeout
+        self._texts: list[str] | None = None
+        self._states: OrderedDict[str, _SavedCache] = OrderedDict()
+        self.state_budget_bytes = DEFAULT_STATE_BUDGET
+        self.state_stats: dict[str, Any] = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
+        """Counters of the conversation-state store (``save_conversation``)."""
 
         import mlx.core as mx
 
-        weights = list(model_dir.glob("model*.safetensors"))
+        on_cpu = mx.default_device() == mx.cpu
+        if on_cpu and "prefill_step_size" not in self.args.model_fields_set:
+            # on a CPU one step of 2048 tokens runs for minutes, and Ctrl-C waits for it
+            self.args.prefill_step_size = CPU_PREFILL_STEP
+        self._weights = sorted(model_dir.glob("model*.safetensors"))
+        weights = self._weights
         self.info = ModelInfo(
             backend="mlx",
             model=name or model_dir.name,
@@ -554,6 +722,8 @@ class MlxChatModel:
                 "device": str(mx.default_device()),
                 "tool_parser": self._tokenizer.init_kwargs.get("tool_parser_type") if self._tokenizer.has_tool_calling else None,
                 "tool_family": self._family,
+                "end_tokens": [self._tokenizer.convert_ids_to_tokens(t) for t in sorted(self._end_tokens)],
+                "blas": blas_before_import() if on_cpu else None,
                 "prompt_cache": "trim" if self._prompt_cache.trimmable else "snapshot",
                 "template_kwargs": self._template_kwargs,
                 "not_applicable_flags": self.args.not_applicable,
@@ -576,7 +746,7 @@ class MlxChatModel:
                 hf_model = args.model
         folder = resolve_model_dir(model_path, hf_model)
         return cls(folder, name=hf_model or folder.name, context_window=sc.context_window,
-                   server_args=args, cache=cfg.cache)
+                   server_args=args, cache=cfg.cache, request_timeout=cfg.request_timeout)
 
     # ----------------------------------------------------------------- rendering
 
@@ -618,16 +788,35 @@ class MlxChatModel:
             raise ModelError("the mlx model was closed: load it again")
         if options.tool_call_grammar:
             self._warn_once("tool_call_grammar", "tool_call_grammar is not supported by the mlx backend: calls are unconstrained")
-        if options.tool_choice not in ("auto", "none"):
-            self._warn_once("tool_choice", "the mlx backend cannot force tool calls: tool_choice acts as 'auto'")
+        opening = self._call_opening(options.tool_choice, tools)
         prompt = self.render(messages, tools, options)
+        if opening:
+            prompt += list(self._tokenizer.encode(opening, add_special_tokens=False))
         ctx = self.info.context_window
         if len(prompt) >= ctx:
             raise ContextWindowExceeded(len(prompt), ctx, options.max_tokens or 0)
-        return self._generate(prompt, tools if options.tool_choice != "none" else None, options)
+        return self._generate(prompt, tools if options.tool_choice != "none" else None, options, opening)
+
+    def _call_opening(self, tool_choice: Any, tools: list[ToolSchema] | None) -> str:
+        """The text that starts a forced answer: the family's call opening ("" when nothing is forced)."""
+        if not tools or tool_choice in ("auto", "none"):
+            return ""
+        openings = CALL_OPENINGS.get(self._family or "") or CALL_OPENINGS.get(_MLX_PARSER_FAMILY.get(
+            self.info.details.get("tool_parser") or "", ""))
+        if openings is None:
+            self._warn_once("tool_choice", f"the mlx backend cannot force calls in this template's format "
+                                           f"({self._family or self.info.details.get('tool_parser')}): tool_choice acts as 'auto'")
+            return ""
+        if isinstance(tool_choice, dict):
+            wanted = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+            names = [(t.get("function") or t).get("name") for t in tools]
+            if wanted not in names:
+                raise ConfigError(f"tool_choice names '{wanted}', which is not among the request's tools")
+            return openings[1].replace("{name}", str(wanted))
+        return openings[0]
 
     def _generate(self, prompt: list[int], tools: list[ToolSchema] | None,
-                  options: ChatOptions) -> Iterator[StreamEvent]:
+                  options: ChatOptions, opening: str = "") -> Iterator[StreamEvent]:
         import mlx.core as mx
         from mlx_lm.generate import generation_stream, stream_generate
 
@@ -644,6 +833,11 @@ class MlxChatModel:
             processors = self._logits_processors(options)
             parser = self._parser(prompt, tools)
             stops = _StopText(options.stop)
+            opening_events = parser.feed(opening) if opening else []
+            call_end = _JsonEnd(opening[opening.index("{"):]) if "{" in opening else None
+            if opening and opening.endswith('"') and tools:  # the model writes the tool's name next
+                names = [str((t.get("function") or t).get("name")) for t in tools]
+                processors = processors + [_NameConstraint(self._token_texts(), names)]
 
             pc = self._prompt_cache
             if not self._use_cache:
@@ -651,9 +845,11 @@ class MlxChatModel:
             cached = pc.prepare(prompt)
             generated: list[int] = []
             finish: FinishReason = "length"
-            raw = ""
+            raw = opening
+            yield from opening_events
             t0 = time.perf_counter()
             t_first: float | None = None
+            deadline = t0 + self.request_timeout if self.request_timeout else None
             completed = False
             try:
                 rest = prompt[cached:]
@@ -679,6 +875,10 @@ class MlxChatModel:
                     generated.append(resp.token)
                     pc.tokens.append(resp.token)
                     text, hit = stops.push(resp.text)
+                    if call_end is not None and not hit:
+                        cut = call_end.feed(text)
+                        if cut >= 0:  # a forced call is one call: it ends where its JSON object closes
+                            text, hit = text[:cut], True
                     raw += text
                     for event in parser.feed(text):
                         yield event
@@ -687,6 +887,9 @@ class MlxChatModel:
                         break
                     if resp.finish_reason is not None:
                         finish = "stop" if resp.finish_reason == "stop" else "length"
+                    elif deadline is not None and time.perf_counter() > deadline:
+                        log.warning("generation stopped after request_timeout=%ss", self.request_timeout)
+                        break
                 else:
                     tail = stops.flush()
                     raw += tail
@@ -715,11 +918,18 @@ class MlxChatModel:
                 malformed_tool_calls=parser.malformed,
                 finish_reason=finish,
                 usage=Usage(prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=len(generated)),
-                timings=Timings(prompt_n=len(prompt) - cached, cache_n=cached, prompt_ms=(t_first - t0) * 1000.0,
-                                predicted_n=len(generated), predicted_ms=(t_end - t_first) * 1000.0),
+                timings=Timings(prompt_n=len(prompt) - cached, cache_n=cached, prompt_ms=round((t_first - t0) * 1000.0, 3),
+                                predicted_n=len(generated), predicted_ms=round((t_end - t_first) * 1000.0, 3)),
                 raw=raw,
             )
         yield StreamEvent(kind="done", result=result)
+
+    def _token_texts(self) -> list[str]:
+        """Each token id's text (computed once per model, for ``_NameConstraint``)."""
+        if self._texts is None:
+            n = max(len(self._tokenizer), int(self._config.get("vocab_size") or 0))
+            self._texts = list(self._tokenizer._tokenizer.batch_decode([[i] for i in range(n)]))
+        return self._texts
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -803,6 +1013,67 @@ class MlxChatModel:
         """Tokens currently held in the prompt cache."""
         return len(self._prompt_cache.tokens)
 
+    def compute_sha256(self) -> str:
+        """sha256 of the weights (one file; for several, of their digests in order); also in ``info.sha256``."""
+        if not self.info.sha256:
+            from localcode.backends.models import file_sha256
+
+            digests = [file_sha256(f) for f in self._weights]
+            self.info.sha256 = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        return self.info.sha256
+
+    def save_conversation(self, key: str) -> int:
+        """Keep a copy of the KV cache the last request left, under ``key``; returns its size in bytes.
+
+        The copy replaces an earlier one of ``key``; least recently used copies are dropped to
+        stay within ``state_budget_bytes`` (a copy larger than the budget is not kept: 0).
+        """
+        with self._lock:
+            if self._closed or not self._prompt_cache.tokens:
+                return 0
+            pc = self._prompt_cache
+            self._states.pop(key, None)
+            size = _cache_bytes(pc.cache)
+            if size > self.state_budget_bytes:
+                log.info("conversation state %s (%d MiB) exceeds the state budget (%d MiB): not kept",
+                         key, size >> 20, self.state_budget_bytes >> 20)
+                return 0
+            if not self.state_stats["saved"]:
+                log.info("keeping conversation KV states within %d MiB (state_budget_bytes)", self.state_budget_bytes >> 20)
+            self._states[key] = _SavedCache(tokens=list(pc.tokens), cache=copy.deepcopy(pc.cache), size=size)
+            self.state_stats["saved"] += 1
+            while sum(st.size for st in self._states.values()) > self.state_budget_bytes:
+                old, dropped = self._states.popitem(last=False)
+                self.state_stats["evicted"] += 1
+                log.info("conversation state %s (%d MiB) dropped: state budget %d MiB", old, dropped.size >> 20,
+                         self.state_budget_bytes >> 20)
+            total = sum(st.size for st in self._states.values())
+            self.state_stats["peak_bytes"] = max(self.state_stats["peak_bytes"], total)
+            return size
+
+    def restore_conversation(self, key: str) -> bool:
+        """Make ``key``'s saved KV cache current (unless the cache still holds it); False when none is kept."""
+        with self._lock:
+            self.state_stats.pop("last_restore", None)
+            saved = self._states.get(key)
+            if saved is None or self._closed:
+                return False
+            self._states.move_to_end(key)
+            pc = self._prompt_cache
+            if pc.tokens == saved.tokens:
+                return True  # nobody used the model in between
+            common = _common_prefix(pc.tokens, saved.tokens, len(saved.tokens))
+            self.state_stats["last_restore"] = {"tokens": len(saved.tokens), "kept_without": common}
+            # a copy: generation writes into the cache's arrays, the saved one must stay as it was
+            pc.cache, pc.tokens, pc.snapshot = copy.deepcopy(saved.cache), list(saved.tokens), None
+            self.state_stats["restored"] += 1
+            return True
+
+    def drop_conversation(self, key: str) -> None:
+        """Forget ``key``'s saved state (the conversation is over)."""
+        with self._lock:
+            self._states.pop(key, None)
+
     def close(self) -> None:
         """Free the model and its cache. Further calls raise ``ModelError``."""
         with self._lock:
@@ -840,6 +1111,22 @@ def _normalize_messages(messages: list[Message]) -> list[Message]:
                     pass  # a template that needs a dict will say so
         out.append(m)
     return out
+
+
+def _add_end_tokens(tokenizer: Any) -> set[int]:
+    """Make the template's other end-of-turn tokens end generation too; returns all end token ids.
+
+    A converted model's config names one eos (Qwen2.5: ``<|im_end|>``), but the model may also
+    close a turn with ``<|endoftext|>``; llama.cpp stops at either.
+    """
+    vocab = tokenizer.get_vocab()
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special |= {str(getattr(t, "content", t)) for t in added.values() if getattr(t, "special", False)}
+    for text in END_TOKENS:
+        if text in vocab and text in special and vocab[text] not in tokenizer.eos_token_ids:
+            tokenizer.add_eos_token(text)
+    return set(tokenizer.eos_token_ids)
 
 
 def _detect_family(tokenizer: Any) -> str | None:

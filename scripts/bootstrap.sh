@@ -28,6 +28,8 @@ extras="$extras,report"  # matplotlib for the plots of `localcode report --html`
 log "installing localcode[$extras] (llama-cpp-python compiles on first install)"
 .venv/bin/python -m pip install --quiet --upgrade pip >&2
 .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2
+# GGUF -> MLX conversion deps (CPU torch, transformers, gguf; OpenBLAS for mlx) for mlx/qwen2.5-coder-0.5b
+case ",$extras," in *,mlx,*) bash scripts/make-mlx-coder.sh --deps-only ;; esac
 
 # Chat templates and llama.cpp sources from the llama-cpp-python sdist (tests, benchmarks).
 PATH="$PWD/.venv/bin:$PATH" bash scripts/fetch-llama-src.sh >/dev/null

@@ -72,3 +72,12 @@ def coder_gguf() -> Path:
 def coder_small_gguf() -> Path:
     """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (``localcode[coder-small]``)."""
     return _coder_gguf("qwen2.5-coder-0.5b", "coder-small")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """mlx on Linux: OpenBLAS must be loaded before anything imports mlx (``backends.mlx.blas_before_import``)."""
+    try:
+        from localcode.backends.mlx import blas_before_import
+    except ImportError:
+        return
+    blas_before_import()

@@ -255,8 +255,9 @@ def test_stop_strings_end_generation(tiny_dirs: dict[str, Path]) -> None:
     m.script = "Hello world. STOP and more text"
     events = list(m.stream(conversation(), None, ChatOptions(max_tokens=50, stop=["STOP"])))
     r = events[-1].result
-    assert r.content == "Hello world. " and r.finish_reason == "stop"
-    assert "".join(e.text for e in events if e.kind == "content") == "Hello world. "
+    assert r.raw == "Hello world. " and r.finish_reason == "stop"
+    assert r.content == "Hello world."  # localcode's Hermes parser trims the answer, as for GGUF models
+    assert "".join(e.text for e in events if e.kind == "content").strip() == r.content
 
 
 def test_context_overflow_raises_before_generating(tiny_dirs: dict[str, Path]) -> None:
@@ -300,7 +301,8 @@ def test_thinking_switch_and_open_think_start_in_reasoning(tiny_dirs: dict[str, 
 ])
 def test_generated_tool_call_is_parsed(tiny_dirs: dict[str, Path], which: str, script: str) -> None:
     m = forced_model(tiny_dirs[which], context_window=4096)
-    assert (m.info.details["tool_family"] is not None) == (which == "hermes_plain")  # localcode's parsers
+    # localcode's parsers (the GGUF backend's) wherever they know the family, mlx-lm's tool_parser is only reported
+    assert m.info.details["tool_family"] == ("hermes" if which.startswith("hermes") else "qwen3_coder")
     m.script = script
     events = list(m.stream(conversation(), TOOLS, ChatOptions(temperature=0.7, seed=1, max_tokens=120)))
     r = events[-1].result
@@ -497,7 +499,7 @@ def test_real_qwen3_coder_template_on_qwen3_next(llama_templates_dir: Path, tmp_
         r = m.chat(msgs, TOOLS, ChatOptions(max_tokens=80))
         prompt = len(m.render(msgs, TOOLS))
         assert [(c.name, json.loads(c.arguments)) for c in r.tool_calls] == [("read", {"path": "src/main.py", "limit": 40})]
-        assert r.content == "I will read it.\n" and r.finish_reason == "tool_calls"
+        assert r.content == "I will read it." and r.finish_reason == "tool_calls"
         if turn:
             # the history up to the previous prompt is reused; only the re-rendered answer,
             # the tool result and the previous prompt's last token are evaluated
