@@ -121,7 +121,7 @@ def test_real_model_continued_try_evaluates_only_new_tokens(tmp_path: Path, code
                       server_config=ServerConfig(model_path=str(coder_small_gguf), context_window=4096))
     model = LlamaCppChatModel(cfg, n_threads=2)
     opts = ChatOptions(max_tokens=24)
-    long_text = "Here is some code to remember:\n" + "\n".join(f"def f{i}(x):\n    return x + {i}" for i in range(60))
+    long_text = "Here is some code to remember:\n" + "\n".join(f"def f{i}(x):\n    return x + {i}" for i in range(50))
 
     def convo(tag: str) -> list[Message]:
         return [{"role": "system", "content": f"You are assistant {tag}."}, {"role": "user", "content": long_text}]
@@ -135,12 +135,12 @@ def test_real_model_continued_try_evaluates_only_new_tokens(tmp_path: Path, code
         a.append({"role": "user", "content": "What does f3 return?"})
         assert model.restore_conversation("a")
         first = model.chat(a, None, opts)
-        assert first.usage.prompt_tokens > 800
+        assert first.usage.prompt_tokens > 500
         assert first.timings.prompt_n < 200, first.timings
         # the same continuation without the saved state evaluates the whole conversation
         model.chat(b + [{"role": "user", "content": "And f4?"}], None, opts)
         again = model.chat(a, None, opts)
-        assert again.timings.prompt_n > 800
+        assert again.timings.prompt_n > 500
         assert model.state_stats["restored"] == 1
     finally:
         model.close()
