@@ -32,8 +32,9 @@ tool_choice: ``"none"`` renders no tools; ``"required"`` or a named function ren
 tools and, with ``tool_call_grammar``, forces exactly one call (of that function) with a
 grammar; without the grammar it is only prompted. ``tool_call_grammar`` with ``"auto"``
 uses a lazy grammar that constrains a call once the model opens ``<tool_call>``, leaving
-plain answers free. Grammars exist for the ``<tool_call>`` JSON families (Hermes, Qwen
-2.5/3, the demo template); other families raise ``ConfigError``.
+plain answers free. Grammars exist for every family with a native call format
+(``tool_parsers.grammar``: Hermes, Qwen3-Coder, GLM, Kimi, MiniMax, DeepSeek, Mistral,
+Llama 3, Harmony); other families raise ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from localcode.backends.base import (
 )
 from localcode.backends.llama_args import LlamaArgs, parse_llama_args
 from localcode.backends.models import file_sha256, quantization_name, resolve_model_path
+from localcode.backends.tool_parsers.grammar import tool_call_grammar
 from localcode.config import AgentConfig
 from localcode.errors import ConfigError, ContextWindowExceeded, MissingDependency, ModelError
 
@@ -82,8 +84,6 @@ SERVER_SAMPLING_DEFAULTS: dict[str, Any] = {
 DEFAULT_STATE_BUDGET = 2 << 30
 """Bytes of saved conversation KV states kept per model (least recently used dropped first)."""
 
-GRAMMAR_FAMILIES = ("hermes", "generic")
-"""Families whose tool calls are ``<tool_call>{"name", "arguments"}</tool_call>``: the grammar's syntax."""
 
 
 def physical_cores() -> int:
@@ -836,45 +836,6 @@ class _Sampler:
         c.llama_sampler_accept(self._grammar.sampler, token)
         c.llama_sampler_accept(self._chain.sampler, token)
         return token
-
-
-# -------------------------------------------------------------------- grammar
-
-def tool_call_grammar(tools: list[ToolSchema], family: str, tool_choice: Any = "auto",
-                      forced: bool = False) -> tuple[str, str]:
-    """A GBNF grammar for one ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` and its trigger text.
-
-    Each tool's ``arguments`` follow its JSON schema (llama-cpp-python's schema converter).
-    ``forced`` allows exactly one call; otherwise one or more (the grammar is lazy and only
-    starts at the trigger). A named ``tool_choice`` restricts the grammar to that function.
-    """
-    if family not in GRAMMAR_FAMILIES:
-        raise ConfigError(
-            f"tool_call_grammar is not available for the '{family}' tool-call format: "
-            "set tool_call_grammar false for this agent"
-        )
-    from llama_cpp.llama_grammar import SchemaConverter
-
-    conv = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
-    wanted = None
-    if isinstance(tool_choice, dict):
-        wanted = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
-    alts = []
-    for i, tool in enumerate(tools):
-        fn = tool.get("function", tool)
-        if wanted and fn["name"] != wanted:
-            continue
-        schema = fn.get("parameters") or {"type": "object", "properties": {}}
-        schema = conv.resolve_refs(json.loads(json.dumps(schema)), f"tool{i}")
-        args_rule = conv.visit(schema, f"tool{i}-args")
-        name_lit = json.dumps(json.dumps(fn["name"]))  # a GBNF string literal holding the JSON string
-        alts.append(f'"{{\\"name\\": " {name_lit} ", \\"arguments\\": " {args_rule} "}}"')
-    if not alts:
-        raise ConfigError(f"tool_choice names '{wanted}', which is not among the request's tools")
-    call = '"<tool_call>\\n" call-body "\\n</tool_call>"'
-    root = f"root ::= {call}" if forced else f'root ::= {call} ("\\n" {call})*'
-    rules = [root, "call-body ::= " + " | ".join(alts), conv.format_grammar()]
-    return "\n".join(rules) + "\n", "<tool_call>"
 
 
 # -------------------------------------------------------------------- helpers
