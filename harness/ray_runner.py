@@ -105,6 +105,8 @@ class TaskOutput:
     result: TaskResult
     logs: dict[str, bytes]
     peak_memory_mb: float | None = None
+    worker_s: float = 0.0
+    """Seconds the worker spent in ``run_task`` (the driver's round trip minus this is Ray's share)."""
 
 
 class _SerialSession:
@@ -184,7 +186,17 @@ class BenchWorker:
         self.exercises: dict[str, Exercise] = {}
 
     def setup(self) -> dict[str, Any]:
-        """Check the dataset, start the test container, load the model; return facts for run.json."""
+        """Check the dataset, start the test container, load the model; return facts for run.json.
+
+        On failure what was started is released again and the error is raised.
+        """
+        try:
+            return self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> dict[str, Any]:
         from localcode.harness.dataset import dataset_identity, load_dataset, resolve_dataset_dir
 
         spec = self.spec
@@ -235,6 +247,7 @@ class BenchWorker:
 
         if self.solver is None or self.runner is None or self.scratch is None:
             raise RuntimeError("BenchWorker.run_task before setup")
+        t0 = time.monotonic()
         exercise = self.exercises[task_id]
         store = _NodeStore(self.scratch)
         results = BenchRunner(solver=self.solver, runner=self.runner, store=store,
@@ -246,7 +259,7 @@ class BenchWorker:
                 if path.is_file():
                     logs[path.name] = path.read_bytes()
                     path.unlink()
-        return TaskOutput(result=results[0], logs=logs, peak_memory_mb=peak_memory_mb())
+        return TaskOutput(result=results[0], logs=logs, peak_memory_mb=peak_memory_mb(), worker_s=time.monotonic() - t0)
 
     def pid(self) -> int:
         """The worker's process id (tests kill it to prove the fault handling)."""
@@ -298,6 +311,10 @@ class ClusterReport:
     """Seconds from the first task handed out to the last result: what throughput is measured over."""
     lost_tasks: int
     """Task runs lost to dead workers and run again (each from try 1)."""
+    task_overhead_s: list[float] = field(default_factory=list)
+    """Per finished task: the driver's round trip (hand-out to result) minus the worker's time in
+    ``run_task``, i.e. what Ray's call, the shipping of the result and logs, and the wait for the
+    driver to notice add to each task."""
 
 
 def plan_workers(nodes: Sequence[dict[str, Any]], max_workers: int | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -439,10 +456,8 @@ def _start_workers(ray: Any, spec: WorkerSpec, progress: ClusterProgress,
     actor = ray.remote(BenchWorker)
     capacity = max(1, spec.options.jobs) + 1
     workers: list[_Worker] = []
-    counts: Counter[str] = Counter()
     for node, extra in plan_workers(ray.nodes(), max_workers):
         node_id = node["NodeID"]
-        counts[node_id] += 1
         name = f"w{len(workers) + 1}"
         handle = actor.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
@@ -535,7 +550,8 @@ def run_on_cluster(
             for w in workers:
                 progress.add_worker(w)
             t_schedule = progress.t0 = time.monotonic()
-            results, lost, peak = _schedule(ray, store, run_info, [e.id for e in exercises], workers, progress, spec)
+            results, lost, peak, overheads = _schedule(ray, store, run_info, [e.id for e in exercises], workers,
+                                                       progress, spec)
         wall = time.monotonic() - t0
         schedule_s = time.monotonic() - t_schedule
         peaks = [p for p in (run_info.peak_memory_mb, peak) if p is not None]
@@ -548,7 +564,7 @@ def run_on_cluster(
                       f"= {progress.session_done * 60.0 / schedule_s if schedule_s else 0.0:.2f} tasks/min "
                       f"(start-up {wall - schedule_s:.1f} s)")
         return ClusterReport(results=results, workers=run_info.agent_info.get("ray", {}).get("workers", []),
-                             wall_s=wall, schedule_s=schedule_s, lost_tasks=lost)
+                             wall_s=wall, schedule_s=schedule_s, lost_tasks=lost, task_overhead_s=overheads)
     finally:
         for w in workers:
             try:
@@ -583,7 +599,7 @@ def _error_result(task_id: str, spec: WorkerSpec, error: str) -> TaskResult:
 
 
 def _schedule(ray: Any, store: ResultStore, run_info: RunInfo, task_ids: list[str], workers: list[_Worker],
-              progress: ClusterProgress, spec: WorkerSpec) -> tuple[list[TaskResult], int, float | None]:
+              progress: ClusterProgress, spec: WorkerSpec) -> tuple[list[TaskResult], int, float | None, list[float]]:
     capacity = max(1, spec.options.jobs) + 1
     pending: deque[str] = deque(task_ids)
     inflight: dict[Any, tuple[_Worker, str, float]] = {}
@@ -591,6 +607,7 @@ def _schedule(ray: Any, store: ResultStore, run_info: RunInfo, task_ids: list[st
     results: list[TaskResult] = []
     lost = 0
     peak: float | None = None
+    overheads: list[float] = []
     while pending or inflight:
         while pending:  # one task at a time to the least busy worker, so the work spreads evenly
             free = [w for w in workers if w.alive and len(w.inflight) < capacity]
@@ -611,6 +628,7 @@ def _schedule(ray: Any, store: ResultStore, run_info: RunInfo, task_ids: list[st
             w.busy_s += time.monotonic() - started
             try:
                 output: TaskOutput = ray.get(ref)
+                overheads.append(time.monotonic() - started - output.worker_s)
             except Exception as e:  # noqa: BLE001 - sorted below: lost worker vs. a failing task
                 if not _is_worker_loss(ray, e):
                     output = TaskOutput(result=_error_result(task_id, spec, f"worker failed: {_one_line(_cause(ray, e))}"),
@@ -636,7 +654,7 @@ def _schedule(ray: Any, store: ResultStore, run_info: RunInfo, task_ids: list[st
             if w.alive:
                 w.done.append(task_id)
             progress.update(w, output.result)
-    return results, lost, peak
+    return results, lost, peak, overheads
 
 
 def bench_on_ray(address: str | None, *, store: ResultStore, run_info: RunInfo, exercises: Sequence[Exercise],
