@@ -119,15 +119,17 @@ class StreamBase:
     Subclasses fill ``_content``, ``_reasoning``, ``_calls`` and ``_malformed`` from ``_run``.
     """
 
-    _content: list[str]
-    _reasoning: list[str]
-    _calls: list[ToolCall]
-    _malformed: list[MalformedToolCall]
-    _finished: ParsedOutput | None
-    _buf: str
-    """Generated text not yet turned into events."""
-    _started: dict[str, bool]
-    """Whether content / reasoning has begun (leading whitespace is dropped until then)."""
+    def __init__(self, tools: Sequence[ToolSchema] | None = None) -> None:
+        self._tools = tools
+        self._buf = ""
+        """Generated text not yet turned into events."""
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: list[ToolCall] = []
+        self._malformed: list[MalformedToolCall] = []
+        self._started = {"content": False, "reasoning": False}
+        """Whether content / reasoning has begun (leading whitespace is dropped until then)."""
+        self._finished: ParsedOutput | None = None
 
     def _emit(self, kind: str, text: str, events: list[StreamEvent]) -> None:
         """Add content or reasoning text (merged into the last event of the same kind)."""
@@ -202,15 +204,8 @@ class StreamParser(StreamBase):
     def __init__(
         self, spec: ParserSpec, starts_in_reasoning: bool = False, tools: Sequence[ToolSchema] | None = None
     ) -> None:
+        super().__init__(tools)
         self._spec = spec
-        self._tools = tools
-        self._buf = ""
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-        self._calls: list[ToolCall] = []
-        self._malformed: list[MalformedToolCall] = []
-        self._started = {"content": False, "reasoning": False}
-        self._finished: ParsedOutput | None = None
         self._block: BlockSpec | None = None
         self._json = False  # the buffer starts with a possible JSON call
         self._code_fence = False  # inside a fenced code block that is not JSON

@@ -41,18 +41,11 @@ class HarmonyStream(StreamBase):
     """Incremental Harmony parser (same contract as ``StreamParser``)."""
 
     def __init__(self, tools: Sequence[ToolSchema] | None = None) -> None:
-        self._tools = tools
-        self._buf = ""
+        super().__init__(tools)
         self._header: str | None = ""  # None while inside a message body
         self._kind = "content"  # of the current body: content / reasoning / tool
         self._recipient = ""
         self._header_raw = ""
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-        self._calls: list[ToolCall] = []
-        self._malformed: list[MalformedToolCall] = []
-        self._started = {"content": False, "reasoning": False}
-        self._finished: ParsedOutput | None = None
         # The answer's text goes through the shared machine too, for calls written as JSON text.
         self._answer = StreamParser(_ANSWER_SPEC, tools=tools)
         self._answer_calls = self._answer_malformed = 0
