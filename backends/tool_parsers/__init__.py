@@ -22,9 +22,15 @@ turned into content. Parsing never raises.
 ``parser.stop_sequences`` lists the strings generation must stop at for that family
 (llama.cpp removes them from the output; the parsers accept text with or without them).
 
-Layout: ``core`` (the state machine), ``common`` (shared JSON/value helpers), ``detect``
-(family from a template), and one module per family that builds its parser. A new family is
-one module and one row in ``_PARSERS`` below (plus its marker in ``detect``).
+Salvage: a broken call never drops the good calls beside it, a call opened inside reasoning
+is extracted, and a fenced or bare JSON call naming one of the request's tools becomes a call
+in any family (``ToolCall.repaired``; ``json_text``).
+
+Layout: ``core`` (the state machine), ``common`` (shared JSON/value helpers), ``json_text``
+(calls written as JSON text), ``detect`` (family from a template), ``grammar`` (GBNF for
+forced/lazy calls per family), and one module per family that builds its parser. A new
+family is one module and one row in ``_PARSERS`` below (plus its marker in ``detect``, and
+a row in ``grammar._FORMATS`` for a grammar).
 
 The formats were checked against the real chat templates in llama.cpp's
 ``models/templates`` and its reference parsers (``common/chat*.cpp``).
