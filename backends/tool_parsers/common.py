@@ -11,6 +11,9 @@ from localcode.backends.base import MalformedToolCall, ToolCall, ToolSchema
 from localcode.backends.tool_parsers.core import NotACall, Parsed
 from localcode.backends.tool_parsers.json_text import args_json, call_from_obj
 
+__all__ = ["args_json", "block_json_seq", "call_from_obj", "coerce_value", "json_calls", "leading_json",
+           "salvage", "schema_types", "strip_fence", "tool_properties", "trim_one_newline"]
+
 T = TypeVar("T")
 
 
@@ -90,7 +93,7 @@ def trim_one_newline(value: str) -> str:
 
 
 def leading_json(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
-    """A whole answer that is JSON: one or more calls (``;``/newline separated), else content."""
+    """Text that is all JSON calls (``;``/newline separated); ``NotACall`` if it is other JSON or text."""
     body = strip_fence(text)
     looks_like_call = re.match(r'\s*[\[{]\s*\{?\s*"(name|function)"\s*:', body) is not None
     decoder = json.JSONDecoder()
@@ -118,13 +121,6 @@ def leading_json(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall
             raise ValueError("JSON tool call needs name and arguments")
         raise NotACall()
     return [call_from_obj(o) for o in objs]
-
-
-def fenced_json(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
-    try:
-        return leading_json(text, tools)
-    except ValueError:
-        raise NotACall() from None
 
 
 def block_json_seq(text: str, tools: Sequence[ToolSchema] | None) -> list[ToolCall]:
