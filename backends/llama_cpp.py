@@ -216,6 +216,8 @@ class LlamaCppChatModel:
         try:
             self._llm = _new_llama(llama_cpp, path, load)
         except (ValueError, RuntimeError) as e:
+            if interrupt.requested():
+                raise KeyboardInterrupt from None  # the progress callback stopped the load
             raise ModelError(f"could not load {path}: {e}: check the file and the load flags in extra_args") from None
         load_seconds = time.perf_counter() - t0
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
@@ -392,7 +394,10 @@ class LlamaCppChatModel:
         yield StreamEvent(kind="done", result=result)
 
     def close(self) -> None:
-        """Free the model and its KV cache."""
+        """Free the model and its KV cache (not after Ctrl-C: the process is ending, and freeing
+        takes most of a second of the 2 s that Ctrl-C may take)."""
+        if interrupt.requested():
+            return
         with self._lock:
             if self._llm is not None:
                 self._llm.close()
@@ -849,25 +854,28 @@ def _cpu_has_amx() -> bool:
 
 
 def _new_llama(llama_cpp: Any, path: Path, load: dict[str, Any]) -> Any:
-    """``llama_cpp.Llama(path, **load)``; ``use_extra_bufts`` is a model parameter ``Llama`` does not expose."""
+    """``llama_cpp.Llama(path, **load)`` with two model parameters ``Llama`` does not expose:
+    ``use_extra_bufts``, and a progress callback that stops the load on Ctrl-C (``localcode.interrupt``)."""
     load = dict(load)
     extra_bufts = load.pop("use_extra_bufts", True)
-    if extra_bufts:
-        return llama_cpp.Llama(model_path=str(path), verbose=False, **load)
     low = llama_cpp.llama_cpp
     original = low.llama_model_default_params
+    on_progress = low.llama_progress_callback(interrupt.load_progress)  # referenced until the load returns
 
-    def without_extra_bufts() -> Any:
+    def model_params() -> Any:
         params = original()
-        params.use_extra_bufts = False
+        params.use_extra_bufts = extra_bufts
+        params.progress_callback = on_progress
         return params
 
     # Llama.__init__ builds its model params from this function and loads right away
-    low.llama_model_default_params = without_extra_bufts
+    low.llama_model_default_params = model_params
     try:
-        return llama_cpp.Llama(model_path=str(path), verbose=False, **load)
+        llm = llama_cpp.Llama(model_path=str(path), verbose=False, **load)
     finally:
         low.llama_model_default_params = original
+    llm._localcode_progress = on_progress  # its model_params still point at the callback
+    return llm
 
 
 def _training_context(llama_cpp: Any, path: Path) -> int:

@@ -1,4 +1,4 @@
-from localcode.cli import main
+from localcode.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 import click
@@ -64,6 +65,22 @@ def cli(verbose: int, quiet: bool) -> None:
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def run() -> None:
+    """The console script and ``python -m localcode``: ``main``, and after Ctrl-C the process ends
+    at once, skipping the interpreter's teardown (what had to be written and closed already was;
+    unloading a model's libraries and freeing its memory would take another second or more)."""
+    from localcode import interrupt
+
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == interrupt.EXIT_CODE:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(interrupt.EXIT_CODE)
+        raise
 
 
 def main(argv: list[str] | None = None) -> None:

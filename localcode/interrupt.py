@@ -8,7 +8,8 @@ then raises ``KeyboardInterrupt`` as usual:
 
 - the GGUF backend passes ``abort_callback`` to llama.cpp while it evaluates a prompt;
   llama.cpp calls it between graph nodes and stops the computation when it returns true,
-  and the backend then raises ``KeyboardInterrupt`` itself;
+  and the backend then raises ``KeyboardInterrupt`` itself (``load_progress`` does the same
+  for a model load, between tensors);
 - test runs are ended by their sandbox when the run closes it (the local sandbox kills
   the test's process group, the Docker sandbox removes the container);
 - threads that generate for ``serve`` check ``requested()`` between tokens.
@@ -70,6 +71,14 @@ def abort_callback(_data: Any = None) -> bool:
     return _state.requested
 
 
+def load_progress(_progress: float, _data: Any = None) -> bool:
+    """llama.cpp's ``llama_progress_callback`` while a model loads: false stops the load."""
+    return not _state.requested
+
+
+_NATIVE_CALLBACKS = (abort_callback.__code__, load_progress.__code__)
+
+
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if _state.requested:
         try:
@@ -78,8 +87,8 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
         finally:
             os._exit(EXIT_CODE)
     _state.requested = True
-    if frame is not None and frame.f_code is abort_callback.__code__:
-        return  # the callback returns true; the backend raises KeyboardInterrupt once llama.cpp stops
+    if frame is not None and frame.f_code in _NATIVE_CALLBACKS:
+        return  # the callback tells llama.cpp to stop; the backend raises KeyboardInterrupt once it has
     raise KeyboardInterrupt
 
 
