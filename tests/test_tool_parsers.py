@@ -350,6 +350,14 @@ def test_other_json_stays_content(text: str) -> None:
     assert (out.content, out.tool_calls, out.malformed) == (text.strip(), [], [])
 
 
+def test_json_that_cannot_be_a_call_streams_at_once() -> None:
+    """An object whose first key is not a call's is content as soon as that key is seen."""
+    s = get_parser("hermes").stream(tools=OFFERED)
+    assert [(e.kind, e.text) for e in s.feed('Use {"colour": "red", and more text')] == [
+        ("content", 'Use {"colour": "red", and more text')]
+    assert s.feed('{"name": "wri') == []  # could still be a call: held back
+
+
 def test_json_calls_need_the_requests_tools_except_in_generic_and_llama3() -> None:
     text = '```json\n{"name": "read_file", "arguments": {"path": "a.py"}}\n```'
     assert get_parser("hermes").parse(text).tool_calls == []

@@ -138,6 +138,11 @@ class Scan:
         return not self.calls and self.malformed is None
 
 
+_FIRST_KEY = re.compile(r'(?:\[\s*)?\{\s*"([^"\\]*)(")?')
+_CALL_KEYS = frozenset({"name", "function", "tool_name", "type", "id", "arguments", "parameters"})
+"""First keys of an object that may be a call (any other first key: the object is content)."""
+
+
 def could_start(text: str, final: bool) -> bool | None:
     """Whether a JSON call may start at ``text[0]`` (``{``/``[``/fence); None: too little text to tell."""
     if text.startswith("```"):
@@ -145,17 +150,14 @@ def could_start(text: str, final: bool) -> bool | None:
         if nl < 0:
             return (text[3:].strip().lower() in FENCE_LANGS) if final else None
         return text[3:nl].strip().lower() in FENCE_LANGS
-    rest = text[1:].lstrip()
-    if not rest:
+    m = _FIRST_KEY.match(text)
+    if m is None:
+        compact = "".join(text[:64].split())
+        grows = len(compact) < 3 and ('[{"'.startswith(compact) or '{"'.startswith(compact))
+        return None if grows and not final else False
+    if m.group(2) is None:
         return False if final else None
-    if text[0] == "{":
-        return rest[0] == '"'
-    if rest[0] != "{":
-        return False
-    after = rest[1:].lstrip()
-    if not after:
-        return False if final else None
-    return after[0] == '"'
+    return m.group(1) in _CALL_KEYS
 
 
 def scan(text: str, final: bool, accept: Callable[[str], bool]) -> Scan | None:
