@@ -727,6 +727,7 @@ class MlxChatModel:
                 "prompt_cache": "trim" if self._prompt_cache.trimmable else "snapshot",
                 "template_kwargs": self._template_kwargs,
                 "not_applicable_flags": self.args.not_applicable,
+                "state_budget_bytes": self.state_budget_bytes,
             },
         )
         if self.args.not_applicable:

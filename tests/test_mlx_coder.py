@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +37,27 @@ SYSTEM = {"role": "system", "content": "You are a coding agent working in a proj
 
 
 @pytest.fixture(scope="module")
-def coder() -> Any:
-    """The converted model, loaded once for this module (converted first if the cache has none)."""
+def converted() -> Path:
+    """The MLX folder of mlx/qwen2.5-coder-0.5b (converted first if the models cache has none)."""
     try:
-        from localcode.backends.mlx import MlxChatModel
         from localcode.backends.mlx_convert import DEFAULT_SPEC, mlx_from_gguf
         from localcode.errors import LocalcodeError
     except ImportError as e:  # pragma: no cover
         pytest.fail(f"the mlx backend cannot be imported: {e}")
     try:
-        folder = mlx_from_gguf(DEFAULT_SPEC)
+        return mlx_from_gguf(DEFAULT_SPEC)
     except LocalcodeError as e:
         pytest.fail(f"{e} (scripts/make-mlx-coder.sh installs what the conversion needs)")
-    return MlxChatModel(folder, context_window=8192)
+
+
+@pytest.fixture(scope="module")
+def coder(converted: Path) -> Iterator[Any]:
+    """The converted model, loaded once for this module."""
+    from localcode.backends.mlx import MlxChatModel
+
+    m = MlxChatModel(converted, context_window=8192)
+    yield m
+    m.close()
 
 
 def _opts(**kw: Any) -> ChatOptions:
@@ -121,7 +130,7 @@ def test_kv_cache_reuse_across_turns_and_conversations(coder: Any) -> None:
 
 
 @pytest.mark.docker
-def test_bench_mlx_coder_end_to_end(tmp_path: Path, coder: Any) -> None:
+def test_bench_mlx_coder_end_to_end(tmp_path: Path, converted: Path) -> None:
     """One exercise, two tries, the real Docker sandbox: a record as complete as a GGUF run's."""
     from localcode.harness.results import ResultStore
     from sandbox_util import dataset_root, test_image
