@@ -141,24 +141,39 @@ def _exercise(root: Path, name: str, test_body: str) -> None:
 
 
 @pytest.mark.slow
-def test_bench_ctrl_c_during_a_hanging_test(tmp_path: Path) -> None:
-    marker = tmp_path / "hanging.pid"
+@pytest.mark.parametrize("sandbox", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_bench_ctrl_c_during_a_hanging_test(tmp_path: Path, sandbox: str) -> None:
+    started = tmp_path / "started"  # the hanging test touches it (local: writes its pid)
     dataset = tmp_path / "dataset"
     _exercise(dataset, "aaa-quick", "    assert answer() == 42\n")
-    _exercise(dataset, "zzz-hang", f"    import os, time\n    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
-                                   "    time.sleep(600)\n")
+    if sandbox == "local":
+        _exercise(dataset, "zzz-hang", f"    import os, time\n    open({str(started)!r}, 'w').write(str(os.getpid()))\n"
+                                       "    time.sleep(600)\n")
+    else:  # the container sees only the workspaces: the test prints, and the run's try log is watched
+        _exercise(dataset, "zzz-hang", "    import time\n    print('hanging', flush=True)\n    time.sleep(600)\n")
+    home = tmp_path / "home"
     proc = Proc(["bench", "--agent", "oracle", "--dataset", str(dataset), "-k", "aaa-quick,zzz-hang",
-                 "--sandbox", "local", "--jobs", "1", "--tries", "1", "--no-progress", "--run-name", "ctrl-c"],
-                tmp_path / "home", tmp_path)
-    proc.wait_for(marker.exists, "the hanging test to start", timeout=120)
-    pid = int(marker.read_text())
+                 "--sandbox", sandbox, "--jobs", "1", "--tries", "1", "--no-progress", "--run-name", "ctrl-c"],
+                home, tmp_path)
+    run = home / "runs" / "ctrl-c"
+    if sandbox == "local":
+        proc.wait_for(started.exists, "the hanging test to start", timeout=300)
+    else:
+        proc.wait_for(lambda: any("aaa-quick" in p.parent.name for p in run.rglob("result.json")),
+                      "the quick task's result", timeout=300)
+        time.sleep(3)  # the hanging test's docker exec is running now
     rc, seconds = proc.interrupt()
     assert rc == 130, proc.lines[-20:]
     assert seconds < LIMIT_S, f"exit took {seconds:.2f} s after Ctrl-C"
     assert proc.lines[-1] == "interrupted"
     time.sleep(0.2)
-    assert not _running(pid), "the test's process group was killed"
-    run = tmp_path / "home" / "runs" / "ctrl-c"
+    if sandbox == "local":
+        assert not _running(int(started.read_text())), "the test's process group was killed"
+    else:
+        from localcode.harness.docker_sandbox import LABEL, docker_client
+
+        mine = [c for c in docker_client().containers.list(filters={"label": f"{LABEL}={proc.p.pid}"})]
+        assert not mine, "the test container (and the hanging test in it) was removed"
     written = {p.parent.name for p in run.rglob("result.json")}
     assert any("aaa-quick" in w for w in written), f"the finished task's result is missing: {written}"
     assert not any("zzz-hang" in w for w in written), "a half-done task has no result"
