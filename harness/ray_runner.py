@@ -413,7 +413,9 @@ def connect(address: str | None, *, verbose: bool = False, init_kwargs: dict[str
     ray = import_ray()
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": verbose}
     if address is None:
-        kwargs.update({"include_dashboard": False, **(init_kwargs or {})})
+        # "local": a new cluster of its own, even where another one runs on this machine
+        # (ray.init() without an address would join that one).
+        kwargs.update({"address": "local", "include_dashboard": False, **(init_kwargs or {})})
     else:
         kwargs["address"] = address
     try:

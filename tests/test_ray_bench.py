@@ -15,7 +15,9 @@ with a one-process run of the same selection:
 - the demo GGUF with ``--model ~/demo.gguf``: the second node has no such file, says so in
   one line and gets no tasks; the results and conversations equal the one-process run.
 
-The cluster is stopped (``ray stop``) when the module ends.
+The cluster lives in a temp folder of its own (``--temp-dir``); when the module ends, the
+processes that name that folder, and only those, are stopped (other Ray clusters on the
+machine are left alone, which ``ray stop`` would not do).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,6 +54,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cluster_pids(temp_dir: str) -> list[int]:
+    """Processes of the test cluster: each names its temp folder on its command line."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if temp_dir in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _stop_cluster(temp_dir: str) -> None:
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+        for pid in _cluster_pids(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while _cluster_pids(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
 def _ray(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     ray = Path(sys.executable).parent / "ray"
     return subprocess.run([str(ray), *args], env=env, capture_output=True, text=True, timeout=timeout)
@@ -70,13 +99,14 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
                RAY_USAGE_STATS_ENABLED="0", LOCALCODE_DATASET=str(dataset_root()))
     port = _free_port()
     address = f"127.0.0.1:{port}"
+    temp_dir = tempfile.mkdtemp(prefix="lcray-", dir="/tmp")  # short: Ray's socket paths live below it
     head = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                "--include-dashboard=false", "--disable-usage-stats",
+                "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
                 '--resources={"localcode_workers": 1}', env={**env, "HOME": str(home_a)})
     try:
         assert head.returncode == 0, head.stdout[-2000:] + head.stderr[-2000:]
         node = _ray("start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                    env={**env, "HOME": str(home_b)})
+                    f"--temp-dir={temp_dir}", env={**env, "HOME": str(home_b)})
         assert node.returncode == 0, node.stdout[-2000:] + node.stderr[-2000:]
         deadline = time.monotonic() + 60
         while True:
@@ -87,7 +117,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
         assert status.stdout.count("node_") >= 2, status.stdout[-2000:]
         yield address, home_a, home_b
     finally:
-        _ray("stop", "--force", env=env)
+        _stop_cluster(temp_dir)
+        left = _cluster_pids(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"test cluster processes still running: {left}"
 
 
 def _bench(args: list[str], home: Path, *, user_home: Path | None = None,
