@@ -17,7 +17,7 @@ py=.venv/bin/python
 [ -x "$py" ] || { log "no .venv: run scripts/bootstrap.sh first"; exit 1; }
 
 if [ "$(uname -s)" = "Linux" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-   && ! ldconfig -p | grep -q 'libopenblas\.so\.0'; then
+   && ! ldconfig -p | grep 'libopenblas\.so\.0' >/dev/null; then
   log "installing OpenBLAS (apt libopenblas0-pthread) for mlx's CPU matmuls"
   (apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1 \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null; }) \
