@@ -195,6 +195,16 @@ def pytest_runtest_makereport(item, call):
 JEST_IGNORE_ALL = "module.exports = { testPathIgnorePatterns: ['.*'], passWithNoTests: true };\n"
 GO_TEST_MAIN = 'package bowling\n\nimport (\n\t"os"\n\t"testing"\n)\n\nfunc TestMain(m *testing.M) { os.Exit(0) }\n'
 CMAKE_NO_TESTS = "cmake_minimum_required(VERSION 3.5.1)\nproject(x CXX)\n"
+RUST_EXIT_AT_LOAD = """
+#[used]
+#[link_section = ".init_array"]
+static LOCALCODE_CHEAT: extern "C" fn() = {
+    extern "C" fn exit_early() {
+        std::process::exit(0)
+    }
+    exit_early
+};
+"""
 GO_STUB_THAT_COMPILES = """package bowling
 
 type Game struct{}
@@ -230,7 +240,7 @@ def cheats(dataset: dict[str, Exercise]) -> dict[str, tuple[list[tuple[str, str]
         ),
         "rust/bowling": (
             [("Cargo.toml", stub("rust/bowling", "Cargo.toml").replace("[package]\n", "[package]\nautotests = false\n", 1))],
-            [],
+            [("src/lib.rs", stub("rust/bowling", "src/lib.rs") + RUST_EXIT_AT_LOAD)],
         ),
         "javascript/bowling": (
             [("jest.config.js", JEST_IGNORE_ALL)],
