@@ -60,18 +60,27 @@ def copy_tracked_files(dest: Path) -> None:
             dst.write_bytes(src.read_bytes())
 
 
-def fastest_run(argv: list[str], cwd: Path, env: dict[str, str], runs: int = 5) -> tuple[float, str]:
-    """The shortest wall time of ``runs`` runs of ``argv`` (each must exit 0), and its output.
+def fastest_runs(commands: list[list[str]], cwd: Path, env: dict[str, str], budget: float,
+                 max_rounds: int = 12) -> tuple[dict[str, float], int]:
+    """The shortest wall time of each command (each run must exit 0), and the rounds it took.
 
     The minimum is the honest figure for start-up cost on a shared machine: other jobs can only
-    make a run slower, never faster, so the fastest run is the closest to the command's own cost.
+    make a run slower, never faster. Rounds run every command once, interleaved, and continue
+    (a short pause between them) until each command has had a run within ``budget`` or
+    ``max_rounds`` are done, so a burst of load from other jobs is waited out, not measured.
     """
-    best, out = float("inf"), ""
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = _run(argv, cwd, env, timeout=120)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    best = {" ".join(c): float("inf") for c in commands}
+    rounds = 0
+    for rounds in range(1, max_rounds + 1):
+        for argv in commands:
+            t0 = time.perf_counter()
+            out = _run(argv, cwd, env, timeout=120)
+            best[" ".join(argv)] = min(best[" ".join(argv)], time.perf_counter() - t0)
+            assert "Usage: localcode" in out, out
+        if all(v < budget for v in best.values()):
+            break
+        time.sleep(2)
+    return best, rounds
 
 
 @pytest.mark.slow
@@ -113,17 +122,15 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     commands = _run([str(py), "-c", "from localcode.cli import COMMANDS; print(' '.join(sorted(COMMANDS)))"],
                     cwd=outside, env=env).split()
     assert {"agents", "bench", "serve", "setup", "solve"} <= set(commands), commands
-    timings: dict[str, float] = {}
-    for args in ([], *([name] for name in commands)):
-        seconds, out = fastest_run([localcode, *args, "--help"], outside, env)
-        assert "Usage: localcode" in out, out
-        timings[" ".join(["localcode", *args, "--help"])] = seconds
     top = _run([localcode, "--help"], outside, env)
     for name in commands:
         assert name in top, top
-    print("start-up, fastest of 5 runs:", {k: round(v, 3) for k, v in timings.items()})
-    slow = {k: round(v, 3) for k, v in timings.items() if v >= HELP_SECONDS}
-    assert not slow, f"--help took {HELP_SECONDS} s or more (fastest of 5 runs): {slow}"
+    timings, rounds = fastest_runs([[localcode, *args, "--help"] for args in ([], *([n] for n in commands))],
+                                   outside, env, HELP_SECONDS)
+    shown = {k.replace(str(venv / "bin") + "/", ""): round(v, 3) for k, v in timings.items()}
+    print(f"start-up, fastest of {rounds} round(s):", shown)
+    slow = {k: v for k, v in shown.items() if v >= HELP_SECONDS}
+    assert not slow, f"--help took {HELP_SECONDS} s or more in each of {rounds} rounds: {slow}"
 
     assert "0.1.0" in _run([localcode, "--version"], cwd=outside, env=env)
     agents = _run([localcode, "agents", "--json"], cwd=outside, env=env)
