@@ -1,10 +1,15 @@
 """The mlx-lm backend: an MLX model loaded in-process behind the ``ChatModel`` interface.
 
-``MlxChatModel.from_agent(cfg)`` loads ``server_config.model_path`` (a local MLX folder)
+``MlxChatModel.from_agent(cfg)`` loads ``server_config.model_path`` (a local MLX folder,
+or ``from-gguf:SOURCE``: a GGUF converted once into the models cache, see ``mlx_convert``)
 or downloads ``server_config.hf_model`` (a Hugging Face repo id) into localcode's cache
 dir, then answers chat requests with mlx-lm: the tokenizer's own chat template (with
 tools and the ``--chat-template-args`` / ``think`` switches), ``stream_generate`` with
-``make_sampler`` and ``make_logits_processors``, and mlx-lm's tool parsers.
+``make_sampler`` and ``make_logits_processors``, and localcode's tool-call parser of the
+template's family (mlx-lm's own parser where localcode knows no specific family).
+Forced calls (``tool_choice`` required or named) and per-conversation KV states are
+described on ``MlxChatModel``; on Linux the CPU backend is pointed at OpenBLAS before mlx
+loads (``blas_before_import``).
 
 Prompt cache: one KV cache is kept across calls, append only. Tokens already in the cache
 are not evaluated again; when a new prompt diverges from the cached tokens the cache is
