@@ -65,8 +65,7 @@ def target_dir(gguf: Path, dtype: str) -> Path:
     """Where the MLX conversion of ``gguf`` lives in the models cache."""
     from localcode.backends.models import models_dir
 
-    stem = gguf.name[: -len(".gguf")] if gguf.name.endswith(".gguf") else gguf.name
-    return models_dir() / "mlx" / f"{stem}-{dtype}"
+    return models_dir() / "mlx" / f"{gguf.name.removesuffix('.gguf')}-{dtype}"
 
 
 def mlx_from_gguf(spec: str, *, progress: bool = True) -> Path:

@@ -66,8 +66,7 @@ def main() -> int:
     for name, m in (("gguf", gguf), ("mlx", mlx)):
         print(f"{name}: {m.info.path} ({m.info.quantization}, {m.info.size_bytes / 2**20:.0f} MiB, "
               f"load {m.info.load_seconds:.1f}s, {m.info.details.get('blas') or m.info.threads or ''})", file=sys.stderr)
-    count = getattr(gguf, "count_tokens")
-    results = source_chunks(args.turns - 1, args.result_tokens, count)
+    results = source_chunks(args.turns - 1, args.result_tokens, gguf.count_tokens)  # type: ignore[attr-defined]
     sides = {"gguf": Conversation(gguf, results, args.max_tokens, tools=False),
              "mlx": Conversation(mlx, results, args.max_tokens, tools=False)}
     while not sides["gguf"].done:

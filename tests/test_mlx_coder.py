@@ -132,8 +132,9 @@ def test_kv_cache_reuse_across_turns_and_conversations(coder: Any) -> None:
 @pytest.mark.docker
 def test_bench_mlx_coder_end_to_end(tmp_path: Path, converted: Path) -> None:
     """One exercise, two tries, the real Docker sandbox: a record as complete as a GGUF run's."""
-    from localcode.harness.results import ResultStore
     from sandbox_util import dataset_root, test_image
+
+    from localcode.harness.results import ResultStore
 
     run_dir = tmp_path / "run"
     env = dict(os.environ, LOCALCODE_DATASET=str(dataset_root()))  # the models cache of this session
