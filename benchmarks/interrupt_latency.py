@@ -8,7 +8,8 @@ cache; a timer thread sends this process SIGINT ``--after`` seconds in, under
   ``KeyboardInterrupt``;
 - without it (the callback switched off, as before): Python only sees the interrupt between
   ``n_batch`` batches;
-- prefill tokens/s with and without the callback installed, no interrupt (its cost)::
+- prefill tokens/s with and without the callback installed, no interrupt (its cost),
+  ``--prefill-rounds`` alternating rounds on a ``--prefill-tokens`` prompt::
 
     python benchmarks/interrupt_latency.py [--agent gguf/qwen2.5-coder-1.5b] [--rounds 3]
 """
@@ -74,7 +75,9 @@ def main() -> None:
     ap.add_argument("--agent", default="gguf/gemma-3-270m")
     ap.add_argument("--tokens", type=int, default=6000)
     ap.add_argument("--after", type=float, default=1.5, help="seconds into the prompt evaluation to send SIGINT")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the SIGINT measurement")
+    ap.add_argument("--prefill-rounds", type=int, default=4, help="alternating prefill rounds with/without the callback")
+    ap.add_argument("--prefill-tokens", type=int, default=1500, help="prompt tokens of the prefill rounds")
     a = ap.parse_args()
     cfg = resolve_agent(a.agent)
     ctx = max(a.tokens + 512, cfg.server_config.context_window or 0)
@@ -84,24 +87,33 @@ def main() -> None:
     print(f"{a.agent}: prompt of {len(model._tokenize(text, add_bos=False))} tokens, n_batch {model._llm.n_batch}, "
           f"SIGINT {a.after} s in")
     rows: dict[str, list[float]] = {"stop_with": [], "stop_without": [], "tps_with": [], "tps_without": []}
+    short = prompt_of(model, a.prefill_tokens)
     try:
         for r in range(a.rounds):
             model._abort_on = on
             rows["stop_with"].append(stop_latency(model, text, a.after))
-            rows["tps_with"].append(prefill(model, text))
             model._abort_on = off  # the callback never installed: the behaviour before localcode.interrupt
             rows["stop_without"].append(stop_latency(model, text, a.after))
-            rows["tps_without"].append(prefill(model, text))
             print(f"round {r + 1}: stop {rows['stop_with'][-1]:.2f} s with the callback, "
-                  f"{rows['stop_without'][-1]:.2f} s without; prefill {rows['tps_with'][-1]:.0f} vs "
-                  f"{rows['tps_without'][-1]:.0f} tok/s")
+                  f"{rows['stop_without'][-1]:.2f} s without")
+        for r in range(a.prefill_rounds):
+            for first in ((on, "tps_with"), (off, "tps_without")) if r % 2 == 0 else ((off, "tps_without"), (on, "tps_with")):
+                model._abort_on = first[0]
+                rows[first[1]].append(prefill(model, short))
+            print(f"prefill round {r + 1}: {rows['tps_with'][-1]:.0f} tok/s with the callback, "
+                  f"{rows['tps_without'][-1]:.0f} without")
     finally:
         model._abort_on = on
         model.close()
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"median: SIGINT to stop {med['stop_with']:.2f} s with the abort callback vs {med['stop_without']:.2f} s "
-          f"without; prefill with/without the callback {med['tps_with'] / med['tps_without']:.3f}x "
-          f"({med['tps_with']:.0f} vs {med['tps_without']:.0f} tok/s)")
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
+    if a.rounds:
+        print(f"median: SIGINT to stop {med['stop_with']:.2f} s with the abort callback vs "
+              f"{med['stop_without']:.2f} s without")
+    if a.prefill_rounds:
+        ratios = [w / o for w, o in zip(rows["tps_with"], rows["tps_without"])]
+        print(f"median: prefill of {a.prefill_tokens} tokens with/without the callback "
+              f"{med['tps_with'] / med['tps_without']:.3f}x ({med['tps_with']:.0f} vs {med['tps_without']:.0f} tok/s); "
+              f"per round {min(ratios):.2f}x-{max(ratios):.2f}x")
 
 
 if __name__ == "__main__":
