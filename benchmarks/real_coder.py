@@ -124,7 +124,9 @@ def kv_savings(run: Path) -> None:
         first = next((e for e in events if e.get("kind") == "response"), None)
         if kv is None or first is None or "kept_without" not in kv:
             continue
-        result = json.loads((t2.parent / "result.json").read_text()) if (t2.parent / "result.json").exists() else {}
+        if not (t2.parent / "result.json").exists():
+            continue  # try 2 still running: its task's totals are not known yet
+        result = json.loads((t2.parent / "result.json").read_text())
         total = sum(t.get("usage", {}).get("prompt_eval_tokens", 0) for t in result.get("tries", []))
         with_n = first["timings"]["prompt_n"]
         without_n = first["usage"]["prompt_tokens"] - kv["kept_without"]
