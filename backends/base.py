@@ -11,11 +11,15 @@ when the prompt does not fit, ``ModelError`` when generation itself fails.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 """An OpenAI-style chat message: role, content, and for assistants tool_calls / reasoning_content."""
@@ -238,3 +242,66 @@ class ConversationStates(Protocol):
     def drop_conversation(self, key: str) -> None:
         """Forget ``key``'s state."""
         ...
+
+
+S = TypeVar("S")
+
+DEFAULT_STATE_BUDGET = 2 << 30
+"""Bytes of saved conversation states a backend keeps by default (2 GiB)."""
+
+
+class StateStore(Generic[S]):
+    """Saved conversation states under a byte budget, least recently used dropped first.
+
+    The backends keep one per model for ``ConversationStates``; what a state is (a llama.cpp
+    sequence copy, an mlx cache copy) is theirs. ``stats`` counts saves, restores and
+    evictions and the peak bytes held (``run.json`` reports them).
+    """
+
+    def __init__(self, budget_bytes: int = DEFAULT_STATE_BUDGET) -> None:
+        self.budget_bytes = budget_bytes
+        self.stats: dict[str, Any] = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
+        self._items: OrderedDict[str, tuple[S, int]] = OrderedDict()
+
+    def admits(self, key: str, size: int) -> bool:
+        """Forget ``key``'s earlier state; False (logged) when ``size`` alone exceeds the budget."""
+        self._items.pop(key, None)
+        if size > self.budget_bytes:
+            log.info("conversation state %s (%d MiB) exceeds the state budget (%d MiB): not kept",
+                     key, size >> 20, self.budget_bytes >> 20)
+            return False
+        return True
+
+    def put(self, key: str, state: S, size: int) -> None:
+        """Keep ``state`` (``size`` bytes) under ``key``, dropping the oldest to stay in budget."""
+        if not self.stats["saved"]:
+            log.info("keeping conversation KV states within %d MiB (state_budget_bytes)", self.budget_bytes >> 20)
+        self._items.pop(key, None)
+        self._items[key] = (state, size)
+        self.stats["saved"] += 1
+        while self.held_bytes() > self.budget_bytes:
+            old, (_, dropped) = self._items.popitem(last=False)
+            self.stats["evicted"] += 1
+            log.info("conversation state %s (%d MiB) dropped: state budget %d MiB", old, dropped >> 20,
+                     self.budget_bytes >> 20)
+        self.stats["peak_bytes"] = max(self.stats["peak_bytes"], self.held_bytes())
+
+    def get(self, key: str) -> S | None:
+        """``key``'s state (now the most recently used), or None."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def pop(self, key: str) -> None:
+        """Forget ``key``'s state, if any."""
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every state."""
+        self._items.clear()
+
+    def held_bytes(self) -> int:
+        """Bytes of the states held now."""
+        return sum(size for _, size in self._items.values())

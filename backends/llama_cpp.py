@@ -21,7 +21,7 @@ conversations take turns on one model (``bench``: try 2 of a task runs after oth
 tries), each keeps a copy of its sequence's KV state (llama.cpp's per-sequence state, KV
 cells only, no logits) plus what the delta logic needs; restoring it lets the next turn
 evaluate only its new tokens. Copies are kept least-recently-used first within
-``state_budget_bytes`` (default ``DEFAULT_STATE_BUDGET``; logged on the first save).
+``state_budget_bytes`` (default ``localcode.backends.base.DEFAULT_STATE_BUDGET``; logged on the first save).
 
 Context policy: a prompt that leaves no room for one generated token raises
 ``ContextWindowExceeded`` before anything is evaluated; otherwise generation is capped at
@@ -46,7 +46,6 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ from localcode.backends.base import (
     ChatResult,
     Message,
     ModelInfo,
+    StateStore,
     StreamEvent,
     Timings,
     ToolSchema,
@@ -80,9 +80,6 @@ SERVER_SAMPLING_DEFAULTS: dict[str, Any] = {
     "max_tokens": 2048, "seed": None,
 }
 """llama-server's sampling defaults, used when neither the request, the config nor ``extra_args`` set a value."""
-
-DEFAULT_STATE_BUDGET = 2 << 30
-"""Bytes of saved conversation KV states kept per model (least recently used dropped first)."""
 
 
 
@@ -208,9 +205,8 @@ class LlamaCppChatModel:
         load.update(overrides)
         self._lock = threading.Lock()
         self._held: _Held | None = None
-        self._states: OrderedDict[str, _SavedState] = OrderedDict()
-        self.state_budget_bytes = DEFAULT_STATE_BUDGET
-        self.state_stats: dict[str, Any] = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
+        self._states: StateStore[_SavedState] = StateStore()
+        self.state_stats = self._states.stats
         """Counters of the conversation-state store (``save_conversation``)."""
         t0 = time.perf_counter()
         try:
@@ -257,7 +253,7 @@ class LlamaCppChatModel:
                 "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
                 "llama_cpp_python": getattr(llama_cpp, "__version__", ""),
                 "n_ctx_train": self._llm._model.n_ctx_train(),
-                "state_budget_bytes": self.state_budget_bytes,
+                "state_budget_bytes": self._states.budget_bytes,
             },
         )
 
@@ -432,10 +428,7 @@ class LlamaCppChatModel:
                 return 0
             c, ctx = self._llama_cpp, self._llm._ctx.ctx
             size = int(c.llama_state_seq_get_size(ctx, 0))
-            self._states.pop(key, None)
-            if size > self.state_budget_bytes:
-                log.info("conversation state %s (%d MiB) exceeds the state budget (%d MiB): not kept",
-                         key, size >> 20, self.state_budget_bytes >> 20)
+            if not self._states.admits(key, size):
                 return 0
             import ctypes
 
@@ -443,17 +436,7 @@ class LlamaCppChatModel:
             n = int(c.llama_state_seq_get_data(ctx, buf, size, 0))
             if n == 0:
                 return 0
-            if not self.state_stats["saved"]:
-                log.info("keeping conversation KV states within %d MiB (state_budget_bytes)", self.state_budget_bytes >> 20)
-            self._states[key] = _SavedState(tokens=self.kv_tokens, data=buf, size=n, held=self._held)
-            self.state_stats["saved"] += 1
-            while sum(st.size for st in self._states.values()) > self.state_budget_bytes:
-                old, dropped = self._states.popitem(last=False)
-                self.state_stats["evicted"] += 1
-                log.info("conversation state %s (%d MiB) dropped: state budget %d MiB", old, dropped.size >> 20,
-                         self.state_budget_bytes >> 20)
-            total = sum(st.size for st in self._states.values())
-            self.state_stats["peak_bytes"] = max(self.state_stats["peak_bytes"], total)
+            self._states.put(key, _SavedState(tokens=self.kv_tokens, data=buf, size=n, held=self._held), n)
             return n
 
     def restore_conversation(self, key: str) -> bool:
@@ -466,7 +449,6 @@ class LlamaCppChatModel:
             saved = self._states.get(key)
             if saved is None or self._llm is None:
                 return False
-            self._states.move_to_end(key)
             current = self.kv_tokens
             if self._held is saved.held and current == saved.tokens:
                 return True  # nobody used the model in between

@@ -38,7 +38,6 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from localcode.backends.base import (
     MalformedToolCall,
     Message,
     ModelInfo,
+    StateStore,
     StreamEvent,
     Timings,
     ToolCall,
@@ -84,8 +84,6 @@ END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_t
 """Special tokens that end a turn, besides the model's eos (llama.cpp treats them as end-of-generation too)."""
 CPU_PREFILL_STEP = 512
 """Prompt tokens per evaluation step on a CPU (unless ``--prefill-step-size`` says otherwise)."""
-DEFAULT_STATE_BUDGET = 2 << 30
-"""Bytes of saved conversation KV states kept per model (least recently used dropped first)."""
 
 SUPPORTED_EXTRA = ("logit_bias", "repetition_context_size", "xtc_probability", "xtc_threshold")
 """Keys of ``ChatOptions.extra`` (the agent's ``request_overrides``) this backend understands."""
@@ -611,7 +609,6 @@ class _SavedCache:
 
     tokens: list[int]
     cache: list[Any]
-    size: int
 
 
 def _cache_bytes(cache: list[Any]) -> int:
@@ -701,9 +698,8 @@ class MlxChatModel:
         self._end_tokens = _add_end_tokens(self._tokenizer)
         self.request_timeout = request_timeout
         self._texts: list[str] | None = None
-        self._states: OrderedDict[str, _SavedCache] = OrderedDict()
-        self.state_budget_bytes = DEFAULT_STATE_BUDGET
-        self.state_stats: dict[str, Any] = {"saved": 0, "restored": 0, "evicted": 0, "peak_bytes": 0}
+        self._states: StateStore[_SavedCache] = StateStore()
+        self.state_stats = self._states.stats
         """Counters of the conversation-state store (``save_conversation``)."""
 
         import mlx.core as mx
@@ -732,7 +728,7 @@ class MlxChatModel:
                 "prompt_cache": "trim" if self._prompt_cache.trimmable else "snapshot",
                 "template_kwargs": self._template_kwargs,
                 "not_applicable_flags": self.args.not_applicable,
-                "state_budget_bytes": self.state_budget_bytes,
+                "state_budget_bytes": self._states.budget_bytes,
             },
         )
         if self.args.not_applicable:
@@ -1038,23 +1034,10 @@ class MlxChatModel:
             if self._closed or not self._prompt_cache.tokens:
                 return 0
             pc = self._prompt_cache
-            self._states.pop(key, None)
             size = _cache_bytes(pc.cache)
-            if size > self.state_budget_bytes:
-                log.info("conversation state %s (%d MiB) exceeds the state budget (%d MiB): not kept",
-                         key, size >> 20, self.state_budget_bytes >> 20)
+            if not self._states.admits(key, size):
                 return 0
-            if not self.state_stats["saved"]:
-                log.info("keeping conversation KV states within %d MiB (state_budget_bytes)", self.state_budget_bytes >> 20)
-            self._states[key] = _SavedCache(tokens=list(pc.tokens), cache=copy.deepcopy(pc.cache), size=size)
-            self.state_stats["saved"] += 1
-            while sum(st.size for st in self._states.values()) > self.state_budget_bytes:
-                old, dropped = self._states.popitem(last=False)
-                self.state_stats["evicted"] += 1
-                log.info("conversation state %s (%d MiB) dropped: state budget %d MiB", old, dropped.size >> 20,
-                         self.state_budget_bytes >> 20)
-            total = sum(st.size for st in self._states.values())
-            self.state_stats["peak_bytes"] = max(self.state_stats["peak_bytes"], total)
+            self._states.put(key, _SavedCache(tokens=list(pc.tokens), cache=copy.deepcopy(pc.cache)), size)
             return size
 
     def restore_conversation(self, key: str) -> bool:
@@ -1064,7 +1047,6 @@ class MlxChatModel:
             saved = self._states.get(key)
             if saved is None or self._closed:
                 return False
-            self._states.move_to_end(key)
             pc = self._prompt_cache
             if pc.tokens == saved.tokens:
                 return True  # nobody used the model in between

@@ -144,3 +144,21 @@ def test_real_model_continued_try_evaluates_only_new_tokens(tmp_path: Path, code
         assert model.state_stats["restored"] == 1
     finally:
         model.close()
+
+
+def test_state_store_keeps_the_most_recent_states_within_its_budget() -> None:
+    from localcode.backends.base import StateStore
+
+    store: StateStore[str] = StateStore(budget_bytes=100)
+    store.put("a", "A", 40)
+    store.put("b", "B", 40)
+    assert store.get("a") == "A"  # a is now the most recently used
+    store.put("c", "C", 40)  # 120 > 100: the least recently used (b) goes
+    assert store.get("b") is None and store.get("a") == "A" and store.get("c") == "C"
+    assert store.stats == {"saved": 3, "restored": 0, "evicted": 1, "peak_bytes": 80}
+    assert not store.admits("a", 101) and store.get("a") is None  # too large: the old copy is gone too
+    assert store.admits("c", 60) and store.held_bytes() == 0
+    store.put("c", "C2", 60)
+    assert store.get("c") == "C2" and store.held_bytes() == 60
+    store.pop("c")
+    assert store.held_bytes() == 0
