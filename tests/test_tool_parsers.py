@@ -290,6 +290,22 @@ def test_call_inside_unclosed_reasoning_is_extracted(family: str, text: str) -> 
         [READ], "I need the file. Then I answer.", "Done.")
 
 
+@pytest.mark.parametrize("family", ["hermes", "qwen3_coder"])
+def test_call_made_in_reasoning_and_repeated_after_it_is_one_call(family: str) -> None:
+    call = {"hermes": '<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n</tool_call>',
+            "qwen3_coder": "<tool_call>\n<function=read_file>\n<parameter=path>\na.py\n</parameter>\n"
+                           "</function>\n</tool_call>"}[family]
+    text = f"<think>I need the file. {call}</think>{call}"
+    parser = get_parser(family)
+    assert calls(parser.parse(text)) == [READ]
+    stream = parser.stream()
+    events = [e for i in range(0, len(text), 7) for e in stream.feed(text[i:i + 7])] + stream.flush()
+    assert [e.name for e in events if e.kind == "tool_call"] == ["read_file"]
+    # A different call after the reasoning is a second call.
+    other = call.replace("a.py", "b.py")
+    assert len(parser.parse(f"<think>I need the file. {call}</think>{other}").tool_calls) == 2
+
+
 def test_reasoning_that_only_mentions_a_call_marker_stays_reasoning() -> None:
     out = get_parser("hermes").parse("<think>I could write <tool_call> here, but no.</think>The answer is 4.")
     assert (out.reasoning, out.content, out.tool_calls, out.malformed) == (

@@ -8,6 +8,7 @@ parsing feeds the whole text to the same machine, so both paths give the same re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -113,6 +114,14 @@ def find_marker(buf: str, markers: Sequence[str]) -> tuple[int, str] | None:
     return found
 
 
+def _canonical_arguments(arguments: str) -> str:
+    """``arguments`` with key order and spacing normalised (the text itself when not JSON)."""
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
 class StreamBase:
     """What every streaming parser shares: ``flush`` / ``finish`` over the parts it collected.
 
@@ -127,6 +136,8 @@ class StreamBase:
         self._reasoning: list[str] = []
         self._calls: list[ToolCall] = []
         self._malformed: list[MalformedToolCall] = []
+        self._reasoning_calls: list[tuple[str, str]] = []
+        """(name, arguments) of calls made inside reasoning and not yet repeated after it."""
         self._started = {"content": False, "reasoning": False}
         """Whether content / reasoning has begun (leading whitespace is dropped until then)."""
         self._finished: ParsedOutput | None = None
@@ -146,9 +157,19 @@ class StreamBase:
         else:
             events.append(StreamEvent(kind=kind, text=text))  # type: ignore[arg-type]
 
-    def _add_calls(self, calls: Sequence[ToolCall], events: list[StreamEvent]) -> None:
-        """Add complete calls, one ``tool_call`` event each."""
+    def _add_calls(self, calls: Sequence[ToolCall], events: list[StreamEvent], in_reasoning: bool = False) -> None:
+        """Add complete calls, one ``tool_call`` event each.
+
+        A call made inside reasoning and then written again after it is one call: the
+        repeat (same name, same arguments) is dropped.
+        """
         for call in calls:
+            key = (call.name, _canonical_arguments(call.arguments))
+            if in_reasoning:
+                self._reasoning_calls.append(key)
+            elif key in self._reasoning_calls:
+                self._reasoning_calls.remove(key)
+                continue
             events.append(
                 StreamEvent(kind="tool_call", index=len(self._calls), id=call.id, name=call.name,
                             arguments=call.arguments)
@@ -255,7 +276,7 @@ class StreamParser(StreamBase):
             self._malformed.append(
                 MalformedToolCall(raw=full, error=f"unclosed {block.open}: output ended before {block.close}"))
             return
-        self._add_calls(parsed.calls, events)
+        self._add_calls(parsed.calls, events, in_reasoning=in_reasoning)
         self._malformed.extend(parsed.malformed)
         self._emit(text_kind, parsed.content, events)
 
