@@ -146,12 +146,18 @@ def test_demo_gguf_bench_end_to_end(tmp_path, demo_gguf):
         assert r.error is None, (r.id, r.error)
         assert [t.index for t in r.tries] == [1, 2] and not r.passed, r.id
         assert all(t.test_output.strip() for t in r.tries), r.id
-        assert all(t.usage.model_calls >= 1 for t in r.tries), r.id
+        # Aider's try 2 carries the whole test output: a long one (Java's tree of 31 failures,
+        # ~37k characters) does not fit the 8K context; the try then ends as context_exceeded,
+        # a failed case whose tests still ran
+        assert r.tries[0].usage.model_calls >= 1, r.id
+        assert all(t.usage.model_calls >= 1 or t.stop_reason == "context_exceeded" for t in r.tries), r.id
         # try 2 continued try 1's conversation, with the failing test output
         raw1 = json.loads((run_dir / r.language / r.name / "try-1.raw.json").read_text())["messages"]
         raw2 = json.loads((run_dir / r.language / r.name / "try-2.raw.json").read_text())["messages"]
-        assert raw2[: len(raw1)] == raw1, r.id
-        assert any("The tests are correct" in str(m.get("content")) for m in raw2[len(raw1):]), r.id
+        # the same conversation (system prompt and task first); the whole test output may make
+        # the history shorten older turns, so only its start is compared
+        assert raw2[:2] == raw1[:2], r.id
+        assert any("The tests are correct" in str(m.get("content")) for m in raw2), r.id  # not in try 1's
 
     # every statistic is present and agrees with the result files
     usage = sum((r.usage for r in results), start=type(results[0].usage)())
