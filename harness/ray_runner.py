@@ -151,6 +151,15 @@ class _LimitedRunner:
         self._runner = runner
         self._slots = threading.BoundedSemaphore(max(1, jobs))
 
+    @property
+    def reference_build(self) -> bool:
+        """Passed through: the oracle tests with the exercises' reference manifests."""
+        return bool(getattr(self._runner, "reference_build", False))
+
+    @reference_build.setter
+    def reference_build(self, value: bool) -> None:
+        self._runner.reference_build = value
+
     def run(self, exercise: Exercise, workspace: Path) -> Any:
         with self._slots:
             return self._runner.run(exercise, workspace)

@@ -121,3 +121,16 @@ def test_write_task_replaces_old_logs_and_writes_the_result_last(tmp_path):
     assert {"result.json", "try-1.jsonl"} <= names and "try-2.jsonl" not in names
     assert not (tmp_path / "run" / "python" / "escape").exists() and not (folder.parent / "escape").exists()
     assert store.read("python/bowling") == result
+
+
+def test_limited_runner_passes_reference_build_through() -> None:
+    """bench sets ``reference_build`` on the oracle's runner; the Ray worker's wrapper must pass it on."""
+    from types import SimpleNamespace
+
+    from localcode.harness.ray_runner import _LimitedRunner
+
+    inner = SimpleNamespace(reference_build=False)
+    limited = _LimitedRunner(inner, jobs=1)
+    assert hasattr(limited, "reference_build") and limited.reference_build is False
+    limited.reference_build = True
+    assert inner.reference_build is True and limited.reference_build is True
