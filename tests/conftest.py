@@ -75,7 +75,18 @@ def coder_small_gguf() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """mlx on Linux: OpenBLAS must be loaded before anything imports mlx (``backends.mlx.blas_before_import``)."""
+    """Ctrl-C tests need SIGINT delivered; mlx on Linux needs OpenBLAS loaded before mlx.
+
+    A suite started in the background by a non-interactive shell (``cmd &``, as some CI
+    runners do) inherits SIGINT *ignored*, and so would every process the tests start:
+    the Ctrl-C tests would then test nothing. Python's own handler is put back here, and
+    child processes reset it to the default on exec.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # mlx: ``backends.mlx.blas_before_import``
     try:
         from localcode.backends.mlx import blas_before_import
     except ImportError:
