@@ -273,7 +273,9 @@ def test_ctrl_c_during_an_image_build(tmp_path: Path) -> None:
 
     context = tmp_path / "context"
     context.mkdir()
-    (context / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN sleep 300 # localcode-interrupt-test\n")
+    # A nonce: an earlier build of this step that ran to the end must not be a cache hit now.
+    (context / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+                                        f"RUN sleep 300 # localcode-interrupt-test {os.urandom(6).hex()}\n")
     p = subprocess.Popen([sys.executable, "-c", BUILD, str(context)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: [lines.append(ln.rstrip()) for ln in p.stderr or []], daemon=True)
