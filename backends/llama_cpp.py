@@ -459,7 +459,7 @@ class LlamaCppChatModel:
             self._clear_kv()
             if not self._llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, saved.data, saved.size, 0):
                 self._clear_kv()
-                self._states.pop(key, None)
+                self._states.pop(key)
                 log.warning("conversation state %s could not be restored; the prompt is evaluated again", key)
                 return False
             n = len(saved.tokens)
@@ -472,7 +472,7 @@ class LlamaCppChatModel:
     def drop_conversation(self, key: str) -> None:
         """Forget ``key``'s saved state (the conversation is over)."""
         with self._lock:
-            self._states.pop(key, None)
+            self._states.pop(key)
 
     @property
     def kv_tokens(self) -> list[int]:

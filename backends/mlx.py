@@ -1060,7 +1060,7 @@ class MlxChatModel:
     def drop_conversation(self, key: str) -> None:
         """Forget ``key``'s saved state (the conversation is over)."""
         with self._lock:
-            self._states.pop(key, None)
+            self._states.pop(key)
 
     def close(self) -> None:
         """Free the model and its cache. Further calls raise ``ModelError``."""
