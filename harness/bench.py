@@ -31,6 +31,7 @@ sessions and re-raises; finished results are already on disk, half-done tasks ha
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -527,8 +528,9 @@ class BenchRunner:
             session, task.session = task.session, None
             try:
                 session.close()
-            except Exception:
-                pass  # closing must not hide the outcome that is being recorded
+            except Exception:  # closing must not hide the outcome that is being recorded, nor fail silently
+                logging.getLogger(__name__).warning("%s: closing the agent session failed", task.exercise.id,
+                                                    exc_info=True)
 
     def _finish(self, task: _Task, done: list[TaskResult], open_tasks: list[_Task] | None,
                 error: str | None) -> None:
