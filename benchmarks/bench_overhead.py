@@ -192,13 +192,21 @@ class InstrumentedRunner(BenchRunner):
         finally:
             self.meter.add(task, f"step:{name}", time.perf_counter() - t0)
 
-    def _test(self, exercise: Exercise, workspace: Path) -> Any:
+
+
+class MeteredTests:
+    """The test runner, with each run charged to its task as ``test_thread`` (optionally profiled)."""
+
+    def __init__(self, runner: TestRunner, meter: Clock, profiles: list[cProfile.Profile] | None) -> None:
+        self.runner, self.meter, self.profiles = runner, meter, profiles
+
+    def run(self, exercise: Exercise, workspace: Path) -> Any:
         def run() -> Any:
             if self.profiles is None:
-                return super(InstrumentedRunner, self)._test(exercise, workspace)
+                return self.runner.run(exercise, workspace)
             profile = cProfile.Profile()
             try:
-                return profile.runcall(super(InstrumentedRunner, self)._test, exercise, workspace)
+                return profile.runcall(self.runner.run, exercise, workspace)
             finally:
                 self.profiles.append(profile)
 
@@ -294,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles: list[cProfile.Profile] | None = [] if args.profile else None
     try:
         solver.bind(box, store.run_dir)
-        runner = InstrumentedRunner(solver=solver, runner=TestRunner(box), store=store,
+        runner = InstrumentedRunner(solver=solver, runner=MeteredTests(TestRunner(box), clock, profiles), store=store,
                                     options=BenchOptions(tries=2, jobs=1))
         runner.meter, runner.profiles = clock, profiles
         main_profile = cProfile.Profile() if profiles is not None else None
