@@ -27,7 +27,8 @@ Message = dict[str, Any]
 ToolSchema = dict[str, Any]
 """An OpenAI-style tool: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
 
-FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "repetition"]
+"""``repetition``: stopped by ``RepetitionGuard`` (``ChatOptions.repetition_guard``)."""
 ToolChoice = Literal["auto", "required", "none"] | dict[str, Any]
 
 
@@ -152,8 +153,36 @@ class ChatOptions(BaseModel):
     """low / medium / high for templates that take a reasoning effort."""
     tool_call_grammar: bool = False
     """Constrain tool calls with a grammar built from the tools' JSON schemas."""
+    repetition_guard: bool = False
+    """Stop a generation that has fallen into a loop (``RepetitionGuard``), finish reason ``repetition``."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific request fields (the agent's ``request_overrides``)."""
+
+
+class RepetitionGuard:
+    """Spots a generation that has fallen into a loop: its last ``span`` characters are one
+    piece of at most ``max_period`` characters repeated (a line written over and over until
+    max_tokens, as small models do). Legitimate code rarely repeats one unit for ``span``
+    characters; a loop that is caught early saves most of a max_tokens-long answer.
+
+    ``check(text)`` takes everything generated so far and returns the loop's period, or None.
+    It looks again only after ``every`` more characters, so calling it per token is cheap.
+    """
+
+    def __init__(self, span: int = 800, max_period: int = 200, every: int = 32) -> None:
+        self.span, self.max_period, self.every = span, max_period, every
+        self._checked = 0
+
+    def check(self, text: str) -> int | None:
+        n = len(text)
+        if n - self._checked < self.every or n < self.span + 1:
+            return None
+        self._checked = n
+        tail = text[-self.span:]
+        for period in range(1, min(self.max_period, n - self.span) + 1):
+            if tail == text[-self.span - period:-period]:
+                return period
+        return None
 
 
 class StreamEvent(BaseModel):

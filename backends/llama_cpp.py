@@ -57,6 +57,7 @@ from localcode.backends.base import (
     ChatResult,
     Message,
     ModelInfo,
+    RepetitionGuard,
     StateStore,
     StreamEvent,
     Timings,
@@ -549,6 +550,7 @@ class LlamaCppChatModel:
         deadline = t1 + timeout if timeout else None
         completed = False
         held_text: str | None = None
+        guard = RepetitionGuard() if options.repetition_guard else None
         try:
             while n_gen < max_tokens:
                 if interrupt.requested():  # serve's generation thread: no KeyboardInterrupt arrives there
@@ -568,6 +570,11 @@ class LlamaCppChatModel:
                     held_text = text[:held_len]
                     text = text[:pos]  # stop strings are cut from the output, as llama-server does
                     finish = "stop"
+                    break
+                if guard is not None and (period := guard.check(text)) is not None:
+                    log.warning("generation stopped: the last %d characters repeat a %d-character piece",
+                                guard.span, period)
+                    finish = "repetition"
                     break
                 safe = len(text) - _partial_stop_len(text, stops)
                 if safe > emitted:

@@ -53,6 +53,7 @@ from localcode.backends.base import (
     MalformedToolCall,
     Message,
     ModelInfo,
+    RepetitionGuard,
     StateStore,
     StreamEvent,
     Timings,
@@ -847,6 +848,7 @@ class MlxChatModel:
             cached = pc.prepare(prompt)
             generated: list[int] = []
             finish: FinishReason = "length"
+            guard = RepetitionGuard() if options.repetition_guard else None
             raw = opening
             yield from opening_events
             t0 = time.perf_counter()
@@ -886,6 +888,11 @@ class MlxChatModel:
                         yield event
                     if hit:
                         finish = "stop"
+                        break
+                    if guard is not None and (period := guard.check(raw)) is not None:
+                        log.warning("generation stopped: the last %d characters repeat a %d-character piece",
+                                    guard.span, period)
+                        finish = "repetition"
                         break
                     if resp.finish_reason is not None:
                         finish = "stop" if resp.finish_reason == "stop" else "length"

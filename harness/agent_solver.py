@@ -59,6 +59,7 @@ def usage_of(run: AgentRun) -> AgentUsage:
         malformed_responses=run.malformed_responses,
         repairs=run.repairs,
         text_calls=run.text_calls,
+        repetition_stops=run.repetition_stops,
         exhausted_context_windows=int(run.context_exceeded),
         tool_calls=dict(run.tool_calls),
         tool_errors=dict(run.tool_errors),

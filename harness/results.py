@@ -143,6 +143,8 @@ class AgentUsage(_Model):
     """Tool calls whose arguments needed repair or renaming before they ran."""
     text_calls: int = 0
     """Tool calls written as JSON text, not the family's call format, that the parser repaired."""
+    repetition_stops: int = 0
+    """Responses cut off by the repetition guard (a loop, e.g. one line written until max_tokens)."""
     exhausted_context_windows: int = 0
     """Times the conversation did not fit the context window."""
     tool_calls: dict[str, int] = Field(default_factory=dict)

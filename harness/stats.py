@@ -102,6 +102,7 @@ def compute_stats(
         "decode_tokens_per_s": round(usage.decode_tokens / (usage.decode_ms / 1000), 1) if usage.decode_ms else None,
         "repairs": usage.repairs,
         "text_calls": usage.text_calls,
+        "repetition_stops": usage.repetition_stops,
         "tool_calls": dict(sorted(usage.tool_calls.items())),
         "tool_errors": dict(sorted(usage.tool_errors.items())),
         "seconds_per_case": round(agent_s / n, 2) if n else 0.0,

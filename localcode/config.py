@@ -140,6 +140,9 @@ class AgentConfig(_Strict):
     """Original format: sent tool categories along with the tool list. Not applicable here."""
     tool_call_grammar: bool = False
     """Constrain tool calls with a grammar built from the tools' JSON schemas (small models)."""
+    repetition_guard: bool = True
+    """Stop a response that has fallen into a loop (its last 800 characters one piece repeated) and
+    tell the model so, instead of letting it run to ``max_tokens`` (``backends.base.RepetitionGuard``)."""
     files_in_prompt: bool = False
     """``bench``: put the solution files' current content in the first message (as Aider's chat does)."""
 

@@ -286,8 +286,9 @@ class CompletionRequest(_Sampling):
 # ---- responses ------------------------------------------------------------------------------------
 
 def finish_reason(result: ChatResult) -> Literal["stop", "length", "tool_calls"]:
-    """OpenAI's finish reason; a cancelled generation (nobody is listening) reads as ``stop``."""
-    return "stop" if result.finish_reason == "cancelled" else result.finish_reason
+    """OpenAI's finish reason; a cancelled generation (nobody is listening) reads as ``stop``, one
+    stopped by the repetition guard as ``length``."""
+    return {"cancelled": "stop", "repetition": "length"}.get(result.finish_reason, result.finish_reason)  # type: ignore[return-value]
 
 
 def usage_of(result: ChatResult) -> CompletionUsage:

@@ -121,3 +121,40 @@ def test_files_message_shows_the_solution_files_as_aider_does(tmp_path: Path) ->
     assert "big.py (30000 bytes: too long to show here; read it)" in text
     assert "missing.py" not in text
     assert files_message(ws, []) == ""
+
+
+# ---------------------------------------------------------------- the repetition guard
+
+def test_repetition_guard_spots_a_loop_and_leaves_code_alone() -> None:
+    from localcode.backends.base import RepetitionGuard
+
+    start, line = '{"path": "phone_number.cpp", "content": "6139950253\\n', "1 613 995 0253\\n"
+    loop = start + line * 80
+    guard = RepetitionGuard()
+    seen = [guard.check(loop[:n]) for n in range(1, len(loop) + 1)]  # as a decoder would call it
+    first = next(i for i, p in enumerate(seen) if p is not None)
+    assert seen[first] == len(line)
+    assert first < len(start) + 800 + 2 * len(line) + guard.every  # caught after ~800 repeated characters
+    # real code of the same length, with repeated lines and long runs of one character, is left alone
+    code = (Path(__file__).parent.parent / "harness" / "stats.py").read_text()
+    quiet = RepetitionGuard()
+    assert all(quiet.check(code[:n]) is None for n in range(1, len(code) + 1, 7))
+    table = "int t[] = {" + "0, " * 200 + "};\n"  # 600 characters of one piece: under the 800 span
+    assert RepetitionGuard().check(table) is None
+    assert RepetitionGuard().check("=" * 2000) == 1
+
+
+def test_a_response_cut_by_the_repetition_guard_is_a_malformed_turn_with_its_own_message(tmp_path: Path) -> None:
+    log = tmp_path / "run"
+    looped = '<tool_call>\n{"name": "write", "arguments": {"path": "a.py", "content": "' + "x = 1\\n" * 200
+    model = ScriptedChatModel([
+        {"malformed": [looped], "raw": looped, "finish_reason": "repetition"},
+        call("write", path="a.py", content="x = 2\n"), finish(),
+    ])
+    run = run_agent(model, config(), "change x", context(tmp_path), logger=RunLogger(log))
+    assert run.reason == "finished" and run.repetition_stops == 1 and run.malformed_responses == 1
+    feedback = [m["content"] for m in run.messages if m.get("role") == "user"][1]
+    assert "kept repeating the same text" in feedback and "x = 1" in feedback
+    assert [e["kind"] for e in events(log.with_suffix(".jsonl"))].count("repetition") == 1
+    assert model.requests[0]["options"].repetition_guard is True  # on by default
+    assert_paired(run.messages)

@@ -223,3 +223,16 @@ def test_stream_text_continues_raw_text_and_reuses_the_prefix(model: LlamaCppCha
     assert again.usage.cached_tokens == again.usage.prompt_tokens - 1 and again.timings.prompt_n == 1
     with pytest.raises(ContextWindowExceeded):
         list(model.stream_text("cat " * (model.info.context_window + 10), opts))
+
+
+@pytest.mark.gguf
+def test_repetition_guard_stops_a_looping_generation(model: LlamaCppChatModel) -> None:
+    # a base model asked to go on with a list of one repeated line repeats it; the guard cuts
+    # the answer soon after 800 repeated characters instead of at max_tokens
+    user = {"role": "user", "content": "Continue the list.\n\n" + "- the same line again\n" * 12}
+    opts = ChatOptions(max_tokens=600, temperature=0, repetition_guard=True)
+    result = model.chat([user], None, opts)
+    assert result.finish_reason == "repetition"
+    assert result.usage.completion_tokens < 450 and len(result.raw) >= 800
+    off = model.chat([user], None, opts.model_copy(update={"max_tokens": 450, "repetition_guard": False}))
+    assert off.finish_reason == "length" and off.usage.completion_tokens == 450  # the same loop, unguarded

@@ -113,7 +113,8 @@ def chat_options(config: AgentConfig) -> ChatOptions:
         presence_penalty=config.presence_penalty, frequency_penalty=config.frequency_penalty,
         repeat_penalty=config.repeat_penalty, seed=config.seed, max_tokens=config.max_tokens,
         tool_choice=config.tool_choice, think=config.think, think_level=config.think_level,
-        tool_call_grammar=config.tool_call_grammar, extra=dict(config.request_overrides),
+        tool_call_grammar=config.tool_call_grammar, repetition_guard=config.repetition_guard,
+        extra=dict(config.request_overrides),
     )
 
 
@@ -291,6 +292,11 @@ class _Agent:
         self.result.text_calls += sum(c.repaired for c in result.tool_calls)
         problems = [f"a tool call could not be parsed ({m.error}): {clip(m.raw, 300)}"
                     for m in result.malformed_tool_calls]
+        if result.finish_reason == "repetition":
+            self.result.repetition_stops += 1
+            self.logger.event("repetition", turn=self.result.turns, tail=clip(result.raw[-400:], 400))
+            problems.insert(0, "your answer was stopped because it kept repeating the same text "
+                               f"(it ended with: {clip(result.raw[-120:], 120)!r}); write each piece of code once")
         recovered = False
         if not calls and self.config.auto_tool_call_on_failure and (problems or self.refusal(result)):
             calls = [self.unique(c) for c in recover_calls(result.content or result.raw, self.registry)]

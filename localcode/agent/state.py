@@ -197,6 +197,8 @@ class AgentRun(BaseModel):
     """Calls recovered from plain text (auto_tool_call_on_failure)."""
     text_calls: int = 0
     """Calls the model wrote as JSON text instead of its family's format (repaired by the parser)."""
+    repetition_stops: int = 0
+    """Responses the repetition guard cut off because they had fallen into a loop (``repetition_guard``)."""
     nudges: int = 0
     """Plain answers refused (min_tool_calls, require_code_change)."""
     skipped_calls: int = 0
