@@ -213,8 +213,10 @@ def replay(run: Path, agent: str, limit: int) -> None:
     effective = json.loads((run / "run.json").read_text()).get("agent_info", {}).get("effective_config", {})
     tools = ToolRegistry(effective.get("tools") or resolve_agent(agent).tools).schemas()  # as the run sent them
     print(f"\nKV states between tries (replay on {model.info.model}, {model.info.threads} threads):")
-    print(f"{'task':<28} {'try-2 prompt':>12} {'restored: eval':>15} {'not: eval':>10} {'state MiB':>10}")
+    print(f"{'task':<28} {'try-2 prompt':>12} {'restored: eval':>15} {'not: eval':>10} {'restored s':>11} "
+          f"{'not s':>7} {'state MiB':>10}")
     with_sum = without_sum = 0
+    with_ms = without_ms = 0.0
     for i, (task, m1, m2) in enumerate(convs):
         other = convs[(i + 1) % len(convs)][1]
         first_request = m2[: len(m1) + 1]
@@ -230,10 +232,13 @@ def replay(run: Path, agent: str, limit: int) -> None:
         model.drop_conversation(task)
         with_sum += a.timings.prompt_n
         without_sum += b.timings.prompt_n
+        with_ms += a.timings.prompt_ms
+        without_ms += b.timings.prompt_ms
         print(f"{task:<28} {a.usage.prompt_tokens:>12} {a.timings.prompt_n:>15} {b.timings.prompt_n:>10} "
-              f"{size / 2**20:>10.1f}", flush=True)
+              f"{a.timings.prompt_ms / 1000:>11.2f} {b.timings.prompt_ms / 1000:>7.2f} {size / 2**20:>10.1f}", flush=True)
     print(f"try-2 first turns: {with_sum} tokens evaluated with saved states, {without_sum} without: "
-          f"{without_sum / max(1, with_sum):.1f}x fewer")
+          f"{without_sum / max(1, with_sum):.1f}x fewer; prefill {with_ms / 1000:.1f} s vs {without_ms / 1000:.1f} s "
+          f"({without_ms / max(1.0, with_ms):.1f}x), restore time included in neither")
     model.close()
 
 

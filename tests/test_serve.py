@@ -349,7 +349,7 @@ def test_text_completions_501_without_raw_completion(scripted: ScriptedChatModel
 # ---- queueing, cancellation, concurrency -------------------------------------------------------------
 
 def test_queue_full_is_503_with_retry_after() -> None:
-    model = SlowModel(tokens=10, delay=0.05)
+    model = SlowModel(tokens=40, delay=0.05)  # 2 s each: all five arrive while the first runs, even on a loaded machine
     with running_server(create_app(model, "slow", queue_size=1)) as url:
         results: list[httpx.Response] = []
 
@@ -413,7 +413,7 @@ def test_queued_client_that_leaves_never_reaches_the_model() -> None:
 
 
 def test_event_loop_answers_while_generating() -> None:
-    model = SlowModel(tokens=50, delay=0.02)
+    model = SlowModel(tokens=300, delay=0.02)  # a 6 s generation: /health must not wait for it
     with running_server(create_app(model, "slow")) as url:
         worker = threading.Thread(target=lambda: httpx.post(url + "/v1/chat/completions", json={"messages": USER},
                                                             timeout=30))
@@ -424,7 +424,7 @@ def test_event_loop_answers_while_generating() -> None:
         elapsed = time.perf_counter() - t0
         still_generating = worker.is_alive()
         worker.join(30)
-    assert still_generating and elapsed < 0.5
+    assert still_generating and elapsed < 3.0  # answered during the generation, not after it (loaded CI machines)
 
 
 def test_fifty_concurrent_clients_are_answered_or_refused() -> None:
