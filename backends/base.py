@@ -160,27 +160,31 @@ class ChatOptions(BaseModel):
 
 
 class RepetitionGuard:
-    """Spots a generation that has fallen into a loop: its last ``span`` characters are one
-    piece of at most ``max_period`` characters repeated (a line written over and over until
-    max_tokens, as small models do). Legitimate code rarely repeats one unit for ``span``
-    characters; a loop that is caught early saves most of a max_tokens-long answer.
+    """Spots a generation that has fallen into a loop: its tail is one piece of at most
+    ``max_period`` characters repeated over at least ``span`` characters and ``repeats``
+    times (a line written over and over until max_tokens, or a block of seven ``elif``
+    lines, as small models do). Legitimate code rarely repeats one piece that long; a loop
+    caught early saves most of a max_tokens-long answer.
 
     ``check(text)`` takes everything generated so far and returns the loop's period, or None.
     It looks again only after ``every`` more characters, so calling it per token is cheap.
     """
 
-    def __init__(self, span: int = 800, max_period: int = 200, every: int = 32) -> None:
-        self.span, self.max_period, self.every = span, max_period, every
+    def __init__(self, span: int = 800, max_period: int = 1000, repeats: int = 3, every: int = 32) -> None:
+        self.span, self.max_period, self.repeats, self.every = span, max_period, repeats, every
         self._checked = 0
 
     def check(self, text: str) -> int | None:
         n = len(text)
-        if n - self._checked < self.every or n < self.span + 1:
+        if n - self._checked < self.every or n <= self.span:
             return None
         self._checked = n
-        tail = text[-self.span:]
-        for period in range(1, min(self.max_period, n - self.span) + 1):
-            if tail == text[-self.span - period:-period]:
+        last = text[-1]
+        for period in range(1, min(self.max_period, n // self.repeats) + 1):
+            need = max(self.span, self.repeats * period) - period  # the tail that must equal the text before it
+            if n < need + period or text[-1 - period] != last:
+                continue
+            if text[n - need:] == text[n - need - period:n - period]:
                 return period
         return None
 

@@ -142,6 +142,11 @@ def test_repetition_guard_spots_a_loop_and_leaves_code_alone() -> None:
     table = "int t[] = {" + "0, " * 200 + "};\n"  # 600 characters of one piece: under the 800 span
     assert RepetitionGuard().check(table) is None
     assert RepetitionGuard().check("=" * 2000) == 1
+    # a longer loop, as the 1.5B wrote on python/scale-generator: seven elif branches, over and over
+    block = "".join(f"            elif interval == 'MmMMm':\n                result.extend(['{c}'])\n" for c in "FGABCDE")
+    looping = "def scale(interval):\n" + block * 2
+    assert RepetitionGuard().check(looping) is None  # twice is not yet a loop
+    assert RepetitionGuard().check(looping + block) == len(block)  # the third time is
 
 
 def test_a_response_cut_by_the_repetition_guard_is_a_malformed_turn_with_its_own_message(tmp_path: Path) -> None:
