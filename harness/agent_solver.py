@@ -38,7 +38,7 @@ from localcode.config import AgentConfig
 from localcode.harness.bench import AttemptReport
 from localcode.harness.dataset import Exercise
 from localcode.harness.results import AgentUsage
-from localcode.harness.workspace import protected_paths, write_refusal
+from localcode.harness.workspace import protected_paths, redirect_target, write_refusal
 
 INFRASTRUCTURE_ENDINGS = {"model_error": "model error"}
 """Agent endings that are recorded as infrastructure errors (never as test failures)."""
@@ -108,6 +108,8 @@ class ModelSession:
             workspace=workspace,
             protected=frozenset(protected_paths(exercise)),
             write_policy=lambda rel: write_refusal(exercise, rel),
+            redirect_write=(lambda rel: redirect_target(exercise, rel))
+            if solver.config.redirect_misplaced_writes else None,
             sandbox=sandbox,
             shell_cwd=workspace if sandbox is not None else None,
             shell_enabled=sandbox is not None,

@@ -96,6 +96,17 @@ def write_refusal(exercise: Exercise, rel: str) -> str | None:
             f"the tests run with the exercise's own configuration. Write the solution in {files}")
 
 
+def redirect_target(exercise: Exercise, rel: str) -> str | None:
+    """The solution file a misplaced write of ``rel`` means: the one carried solution file
+    with ``rel``'s file name (``src/react.js`` → ``react.js``), or None (no such file, or
+    more than one, or ``rel`` is fine as it is)."""
+    norm = PurePosixPath(os.path.normpath(PurePosixPath(rel).as_posix()))
+    if is_carried(exercise, norm.as_posix()):
+        return None
+    same = [f for f in exercise.solution_files if PurePosixPath(f).name == norm.name and is_carried(exercise, f)]
+    return same[0] if len(same) == 1 else None
+
+
 class WorkspaceChanges(BaseModel):
     """What the agent did to its workspace, against the exercise's starting files."""
 

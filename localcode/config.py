@@ -143,6 +143,10 @@ class AgentConfig(_Strict):
     repetition_guard: bool = True
     """Stop a response that has fallen into a loop (its last 800 characters one piece repeated) and
     tell the model so, instead of letting it run to ``max_tokens`` (``backends.base.RepetitionGuard``)."""
+    redirect_misplaced_writes: bool = False
+    """``bench``: a ``write`` to a path the test run would not use whose file name is one
+    solution file's (``src/react.js`` for ``react.js``) writes that solution file, and says
+    so, instead of being refused (small models repeat the refused path)."""
     files_in_prompt: bool = False
     """``bench``: put the solution files' current content in the first message (as Aider's chat does)."""
 

@@ -136,6 +136,38 @@ def test_file_tools_refuse_writes_the_test_run_would_not_use(dataset, tmp_path):
     assert reg.execute("write", {"path": "conftest.py", "content": "import pytest\n"}, free).ok
 
 
+def test_misplaced_writes_go_to_the_solution_file_when_the_config_asks(dataset, tmp_path):
+    from localcode.agent.tools.base import ToolContext
+    from localcode.agent.tools.registry import ToolRegistry
+    from localcode.harness.workspace import protected_paths, redirect_target, write_refusal
+
+    reg = ToolRegistry(["write"])
+    for exercise_id, asked, solution in [("javascript/react", "src/react.js", "react.js"),
+                                         ("cpp/circular-buffer", "src/circular_buffer.cpp", "circular_buffer.cpp")]:
+        ex = dataset[exercise_id]
+        ws = create_workspace(ex, tmp_path / ex.name)
+        refuse = dict(workspace=ws, protected=frozenset(protected_paths(ex)), write_policy=lambda rel: write_refusal(ex, rel))
+        assert not reg.execute("write", {"path": asked, "content": "// mine\n"}, ToolContext(**refuse)).ok
+        ctx = ToolContext(**refuse, redirect_write=lambda rel: redirect_target(ex, rel))
+        out = reg.execute("write", {"path": asked, "content": "// mine\n"}, ctx)
+        assert out.ok and out.text.startswith(f"ok: wrote {solution} ") and f"not {asked}" in out.text
+        assert (ws / solution).read_text() == "// mine\n" and not (ws / asked).exists()
+    # only a carried solution file of that name; tests and unknown names are still refused
+    ex = dataset["javascript/react"]
+    assert redirect_target(ex, "src/react.spec.js") is None and redirect_target(ex, "src/other.js") is None
+    assert redirect_target(ex, "react.js") is None  # already right
+    # bench's sessions pass the redirect only when the agent config asks for it
+    from types import SimpleNamespace
+
+    from localcode.config import AgentConfig
+    from localcode.harness.agent_solver import ModelSession
+
+    for on in (False, True):
+        solver = SimpleNamespace(model=None, sandbox=None, config=AgentConfig(name="t", redirect_misplaced_writes=on))
+        session = ModelSession(solver, ex, tmp_path / "react")  # type: ignore[arg-type]
+        assert (session.ctx.redirect_write is not None) is on
+
+
 # --------------------------------------------------------------------------- the scripted model
 def scripted_writes(plans: dict[str, list[tuple[str, str]]], dataset: dict[str, Exercise],
                     misbehave: dict[str, BaseException] | None = None) -> Any:

@@ -78,6 +78,10 @@ class ToolContext:
     """Called with the workspace-relative path of every write, edit, patch, move or delete;
     a returned text refuses it (the model sees ``error: <text>``). A benchmark passes its
     carry rule (``localcode.harness.workspace.write_refusal``); ``solve`` passes none."""
+    redirect_write: Callable[[str], str | None] | None = None
+    """For a ``write`` that ``write_policy`` refuses: the workspace-relative path to write
+    instead, or None to refuse it (a benchmark with ``redirect_misplaced_writes``: the
+    solution file of the same name, for ``src/react.js`` when the solution is ``react.js``)."""
     sandbox: Any = None
     """A ``localcode.harness.sandbox.Sandbox`` where ``shell`` runs (a benchmark), or None:
     then ``shell`` runs on the host in ``workspace`` when ``shell_enabled``."""

@@ -195,11 +195,21 @@ class Write(Tool):
 
     def run(self, params: Params, ctx: ToolContext) -> str:
         path = resolve_path(ctx, params.path)
-        rel = check_writable(ctx, path, size=len(params.content.encode("utf-8", errors="surrogatepass")))
+        size = len(params.content.encode("utf-8", errors="surrogatepass"))
+        note = ""
+        try:
+            rel = check_writable(ctx, path, size=size)
+        except ToolError:
+            target = ctx.redirect_write(relative(ctx, path)) if ctx.redirect_write is not None else None
+            if target is None:
+                raise
+            asked, path = relative(ctx, path), resolve_path(ctx, target)
+            rel = check_writable(ctx, path, size=size)
+            note = f"; not {asked}, which the test run would not use"
         created = atomic_write(ctx, path, params.content)
         n_lines = len(params.content.splitlines())
         verb = "created" if created else "wrote"
-        return f"ok: {verb} {rel} ({n_lines} lines, {len(params.content.encode('utf-8', errors='surrogatepass'))} bytes)"
+        return f"ok: {verb} {rel} ({n_lines} lines, {size} bytes{note})"
 
 
 # --- edit -------------------------------------------------------------------
