@@ -8,12 +8,15 @@ total-time ratio. Tiny models make the time ratio mostly overhead; the token cou
 what carries over to real models.
 
     python benchmarks/mlx_kv_reuse.py
+    python benchmarks/mlx_kv_reuse.py --agent mlx/qwen2.5-coder-0.5b   # the real coder (converted from its GGUF)
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 import time
 from pathlib import Path
 
@@ -28,8 +31,8 @@ TOOL_RESULT = "ok: " + " ".join(f"line {i}: def solve(x): return x + {i}" for i 
 TURNS = 8
 
 
-def run(folder: Path, cache: bool) -> tuple[list[tuple[int, int]], float]:
-    m = MlxChatModel(folder, context_window=16384, cache=cache)
+def run(load: Callable[[bool], MlxChatModel], cache: bool) -> tuple[list[tuple[int, int]], float]:
+    m = load(cache)
     tok = m._tokenizer
     ban = {str(tok.convert_tokens_to_ids(t)): -1e9 for t in ("<tool_call>", "</tool_call>", "<think>", "</think>")}
     opts = ChatOptions(temperature=0.0, max_tokens=32, extra={"logit_bias": ban})
@@ -43,19 +46,32 @@ def run(folder: Path, cache: bool) -> tuple[list[tuple[int, int]], float]:
     return per_turn, time.perf_counter() - t0
 
 
+def compare(label: str, load: Callable[[bool], MlxChatModel]) -> None:
+    run(load, True)  # warm-up (kernel compilation)
+    reuse, t_reuse = run(load, True)
+    reset, t_reset = run(load, False)
+    print(f"{label}: turn  evaluated(reuse)  cached(reuse)  evaluated(no cache)")
+    for i, ((e, c), (e0, _)) in enumerate(zip(reuse, reset), 1):
+        print(f"{label}: {i:4d}  {e:16d}  {c:13d}  {e0:19d}")
+    tot, tot0 = sum(e for e, _ in reuse), sum(e for e, _ in reset)
+    print(f"{label}: evaluated tokens total {tot} vs {tot0} ({tot0 / tot:.2f}x fewer); "
+          f"time {t_reuse:.2f}s vs {t_reset:.2f}s (ratio {t_reset / t_reuse:.2f}x)")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agent", default=None, help="an mlx agent config (e.g. mlx/qwen2.5-coder-0.5b) instead of the tiny models")
+    args = ap.parse_args()
+    if args.agent:
+        from localcode.config import merge_overrides, resolve_agent
+
+        cfg = resolve_agent(args.agent)
+        compare(args.agent, lambda cache: MlxChatModel.from_agent(merge_overrides(cfg, {"cache": cache})))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for arch in ("qwen2", "qwen3_next"):
             folder = make_tiny_model(Path(tmp) / arch, arch=arch, template="hermes")
-            run(folder, True)  # warm-up (kernel compilation)
-            reuse, t_reuse = run(folder, True)
-            reset, t_reset = run(folder, False)
-            print(f"{arch}: turn  evaluated(reuse)  cached(reuse)  evaluated(no cache)")
-            for i, ((e, c), (e0, _)) in enumerate(zip(reuse, reset), 1):
-                print(f"{arch}: {i:4d}  {e:16d}  {c:13d}  {e0:19d}")
-            tot, tot0 = sum(e for e, _ in reuse), sum(e for e, _ in reset)
-            print(f"{arch}: evaluated tokens total {tot} vs {tot0} ({tot0 / tot:.2f}x fewer); "
-                  f"time {t_reuse:.2f}s vs {t_reset:.2f}s (ratio {t_reset / t_reuse:.2f}x)")
+            compare(arch, lambda cache, folder=folder: MlxChatModel(folder, context_window=16384, cache=cache))
 
 
 if __name__ == "__main__":
