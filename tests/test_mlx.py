@@ -260,6 +260,17 @@ def test_stop_strings_end_generation(tiny_dirs: dict[str, Path]) -> None:
     assert "".join(e.text for e in events if e.kind == "content").strip() == r.content
 
 
+def test_repetition_guard_stops_a_loop(tiny_dirs: dict[str, Path]) -> None:
+    m = forced_model(tiny_dirs["hermes"], context_window=4096)
+    m.script = "x = compute(1)\n" * 150  # a loop, as small models write one, ~750 tokens
+    r = m.chat(conversation(), None, ChatOptions(max_tokens=1000, repetition_guard=True))
+    assert r.finish_reason == "repetition"
+    whole = len(m._tokenizer.encode(m.script, add_special_tokens=False))
+    assert 800 <= len(r.raw) < 1000 and r.usage.completion_tokens < whole / 2  # cut soon after 800 repeated characters
+    m.script = "x = compute(1)\n" * 30
+    assert m.chat(conversation(), None, ChatOptions(max_tokens=1000, repetition_guard=True)).finish_reason == "stop"
+
+
 def test_context_overflow_raises_before_generating(tiny_dirs: dict[str, Path]) -> None:
     m = _mlx().MlxChatModel(tiny_dirs["hermes"], context_window=64)
     n = m.count_tokens(conversation(), TOOLS)
