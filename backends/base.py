@@ -185,6 +185,8 @@ class RepetitionGuard:
             if n < need + period or text[-1 - period] != last:
                 continue
             if text[n - need:] == text[n - need - period:n - period]:
+                log.warning("generation stopped: its last %d characters repeat one %d-character piece",
+                            need + period, period)
                 return period
         return None
 

@@ -571,9 +571,7 @@ class LlamaCppChatModel:
                     text = text[:pos]  # stop strings are cut from the output, as llama-server does
                     finish = "stop"
                     break
-                if guard is not None and (period := guard.check(text)) is not None:
-                    log.warning("generation stopped: the last %d characters repeat a %d-character piece",
-                                guard.span, period)
+                if guard is not None and guard.check(text) is not None:
                     finish = "repetition"
                     break
                 safe = len(text) - _partial_stop_len(text, stops)

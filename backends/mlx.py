@@ -889,9 +889,7 @@ class MlxChatModel:
                     if hit:
                         finish = "stop"
                         break
-                    if guard is not None and (period := guard.check(raw)) is not None:
-                        log.warning("generation stopped: the last %d characters repeat a %d-character piece",
-                                    guard.span, period)
+                    if guard is not None and guard.check(raw) is not None:
                         finish = "repetition"
                         break
                     if resp.finish_reason is not None:

@@ -141,8 +141,9 @@ class AgentConfig(_Strict):
     tool_call_grammar: bool = False
     """Constrain tool calls with a grammar built from the tools' JSON schemas (small models)."""
     repetition_guard: bool = True
-    """Stop a response that has fallen into a loop (its last 800 characters one piece repeated) and
-    tell the model so, instead of letting it run to ``max_tokens`` (``backends.base.RepetitionGuard``)."""
+    """Stop a response that has fallen into a loop (one piece repeated over 800 characters, and
+    three times for pieces up to 1,000 characters) and tell the model so, instead of letting it
+    run to ``max_tokens`` (``backends.base.RepetitionGuard``)."""
     redirect_misplaced_writes: bool = False
     """``bench``: a ``write`` to a path the test run would not use whose file name is one
     solution file's (``src/react.js`` for ``react.js``) writes that solution file, and says

@@ -200,10 +200,11 @@ class Write(Tool):
         try:
             rel = check_writable(ctx, path, size=size)
         except ToolError:
-            target = ctx.redirect_write(relative(ctx, path)) if ctx.redirect_write is not None else None
+            asked = relative(ctx, path)
+            target = ctx.redirect_write(asked) if ctx.redirect_write is not None else None
             if target is None:
                 raise
-            asked, path = relative(ctx, path), resolve_path(ctx, target)
+            path = resolve_path(ctx, target)
             rel = check_writable(ctx, path, size=size)
             note = f"; not {asked}, which the test run would not use"
         created = atomic_write(ctx, path, params.content)
